@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs everything kvlab builds, tests and benchmarks with, from Debian 12 packages and npm.
+# Idempotent; run as root (or with sudo available). Nothing is downloaded at build time.
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends \
+  build-essential cmake ninja-build pkg-config git \
+  libgtest-dev libgmock-dev libbenchmark-dev \
+  libhdf5-dev hdf5-tools libyaml-cpp-dev nlohmann-json3-dev \
+  libopenblas-dev liblapacke-dev libpcre2-dev \
+  python3-torch python3-h5py python3-numpy \
+  bible-kjv
+# node and npm: the Debian packages conflict with a NodeSource node already present; install only if absent.
+if ! command -v npm >/dev/null 2>&1; then $SUDO apt-get install -y -q nodejs npm; fi
