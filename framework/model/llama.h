@@ -84,7 +84,7 @@ class Sequence {
   std::vector<std::unique_ptr<kv::KvCache>> caches_;
   int64_t pos_ = 0;
   // Activation scratch, sized for prefill_chunk tokens (reused across chunks).
-  Buffer x_, xn_, q_, k_, v_, att_, gate_, up_, logits_tmp_;
+  Buffer x_, xn_, q_, k_, v_, att_, gate_, up_;
   std::vector<int32_t> positions_;
 };
 
