@@ -20,6 +20,9 @@ struct ModelConfig {
   int64_t head_dim = 0;             // D (defaults to C / H)
   int64_t vocab_size = 0;           // V
   int64_t max_position_embeddings = 0;
+  // Mistral sliding_window (Qwen2: only with use_sliding_window) when smaller than
+  // max_position_embeddings; 0 = full attention. The engine may refuse a non-zero value.
+  int64_t sliding_window = 0;
   double rms_norm_eps = 1e-6;
   cpu::RopeConfig rope;             // rope_theta + rope_scaling (none, linear, llama3)
   bool tie_word_embeddings = false;
@@ -37,6 +40,11 @@ struct ModelConfig {
 
 // Parses config.json text; `path` names the file in errors. Unknown architectures, missing
 // required keys, wrong types and unsupported rope_scaling types are errors naming the key.
+// Required: architectures, hidden_size, intermediate_size, num_hidden_layers,
+// num_attention_heads, vocab_size, max_position_embeddings, rms_norm_eps. Defaults (HF's):
+// num_key_value_heads = H, head_dim = C / H, rope_theta = 10000, tie_word_embeddings = false,
+// attention_bias = mlp_bias = false (Llama only; Qwen2 always q,k,v biases; Mistral none).
+// The result is validated.
 ModelConfig parse_model_config(const std::string& json_text, const std::string& path);
 ModelConfig load_model_config(const std::string& path);
 // Serialises back to config.json text (what `kvlab model init` writes).

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "framework/core/dtype.h"
@@ -49,6 +50,7 @@ class SafeTensors {
   struct Mapping;
   std::vector<std::shared_ptr<Mapping>> maps_;
   std::map<std::string, TensorInfo> tensors_;
+  std::string source_;  // the path given to open() (named in errors)
 };
 
 // Writes a safetensors file (tensors in the order given; data written as-is).
@@ -58,7 +60,16 @@ struct TensorToWrite {
   std::vector<int64_t> shape;
   const void* data;
 };
+// Header JSON is padded with spaces so the data buffer starts at a multiple of 8 bytes. Writes
+// path + ".tmp" and renames it over `path` (atomic). Throws kvlab::Error naming path and tensor
+// on a bad name/shape or an I/O failure.
 void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
+// The same file as bytes in memory (tests, fuzz seeds).
+std::string safetensors_bytes(const std::vector<TensorToWrite>& tensors,
+                              const std::map<std::string, std::string>& metadata = {});
+
+// Writes `bytes` to path + ".tmp", then renames it over `path`; throws kvlab::Error naming path.
+void write_file_atomic(const std::string& path, std::string_view bytes);
 
 }  // namespace kvlab::model
