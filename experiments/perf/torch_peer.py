@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "golden"))
 # are set: Debian's torch calls the system BLAS (OpenBLAS, pthread build), whose own pool is
 # sized from OPENBLAS_NUM_THREADS when the library loads and ignores torch.set_num_threads. Left
 # unset it uses every core even at --threads 1, and at --threads 2 torch's OpenMP threads each
-# call a 2-thread OpenBLAS GEMM (4 threads on 2 cores, measured 2-5x slower).
+# call a 2-thread OpenBLAS GEMM (4 threads on 2 cores: oversubscribed).
 torch = F = torch_llama = None
 DTYPE_NAMES = ("bf16", "f32")
 
