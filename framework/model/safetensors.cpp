@@ -71,31 +71,46 @@ uint64_t checked_nbytes(const std::vector<int64_t>& shape, DType t, const std::s
   return n;
 }
 
-// Header JSON for `tensors` laid out back to back in the given order, padded with spaces so
-// that 8 + header length is a multiple of 8. Returns the total data-buffer size in `data_bytes`.
+// Header JSON for `tensors`, padded with spaces so that 8 + header length is a multiple of 8.
+// Data is laid out back to back (no holes, as the reference reader requires) with larger
+// element sizes first (stable), so every tensor starts at a multiple of its element size.
+// `order` receives the data order (indices into `tensors`).
 std::string build_header(const std::vector<TensorToWrite>& tensors,
                          const std::map<std::string, std::string>& metadata,
-                         const std::string& path, std::vector<uint64_t>* sizes) {
+                         const std::string& path, std::vector<size_t>* order,
+                         std::vector<uint64_t>* sizes) {
+  std::set<std::string> seen;
+  sizes->assign(tensors.size(), 0);
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const auto& t = tensors[i];
+    const std::string what = str(path, ": tensor '", t.name, "'");
+    if (t.name.empty() || t.name == "__metadata__") fail(what, ": invalid tensor name");
+    if (!seen.insert(t.name).second) fail(what, ": duplicate tensor name");
+    (*sizes)[i] = checked_nbytes(t.shape, t.dtype, what);
+    if ((*sizes)[i] != 0 && t.data == nullptr) fail(what, ": data is null");
+  }
+  order->resize(tensors.size());
+  for (size_t i = 0; i < order->size(); ++i) (*order)[i] = i;
+  std::stable_sort(order->begin(), order->end(), [&](size_t a, size_t b) {
+    return dtype_size(tensors[a].dtype) > dtype_size(tensors[b].dtype);
+  });
+  std::vector<uint64_t> begin(tensors.size());
+  uint64_t offset = 0;
+  for (size_t i : *order) {
+    begin[i] = offset;
+    if (__builtin_add_overflow(offset, (*sizes)[i], &offset)) fail(path, ": data size overflows");
+  }
   nlohmann::ordered_json h = nlohmann::ordered_json::object();
   if (!metadata.empty()) {
     nlohmann::ordered_json m = nlohmann::ordered_json::object();
     for (const auto& [k, v] : metadata) m[k] = v;
     h["__metadata__"] = m;
   }
-  std::set<std::string> seen;
-  uint64_t offset = 0;
-  sizes->clear();
-  for (const auto& t : tensors) {
-    const std::string what = str(path, ": tensor '", t.name, "'");
-    if (t.name.empty() || t.name == "__metadata__") fail(what, ": invalid tensor name");
-    if (!seen.insert(t.name).second) fail(what, ": duplicate tensor name");
-    const uint64_t nbytes = checked_nbytes(t.shape, t.dtype, what);
-    if (nbytes != 0 && t.data == nullptr) fail(what, ": data is null");
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const auto& t = tensors[i];
     h[t.name] = {{"dtype", safetensors_dtype_name(t.dtype)},
                  {"shape", t.shape},
-                 {"data_offsets", {offset, offset + nbytes}}};
-    offset += nbytes;
-    sizes->push_back(nbytes);
+                 {"data_offsets", {begin[i], begin[i] + (*sizes)[i]}}};
   }
   std::string json = h.dump();
   json.append((8 - (8 + json.size()) % 8) % 8, ' ');
@@ -375,16 +390,15 @@ std::string shape_str(const std::vector<int64_t>& s) {
   for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
   return r + "]";
 }
+// An expected dimension; -1 (any) prints as "?".
+std::string dim_str(int64_t d) { return d < 0 ? "?" : std::to_string(d); }
 }  // namespace
 
 MatRef SafeTensors::matrix(const std::string& name, int64_t rows, int64_t cols) const {
   const TensorInfo& t = get(name);
-  if (t.shape.size() != 2)
-    fail(t.file, ": tensor '", name, "' has shape ", shape_str(t.shape), "; expected a matrix [",
-         rows, ", ", cols, "]");
-  if ((rows >= 0 && t.shape[0] != rows) || (cols >= 0 && t.shape[1] != cols))
-    fail(t.file, ": tensor '", name, "' has shape ", shape_str(t.shape), "; expected [", rows,
-         ", ", cols, "]");
+  if (t.shape.size() != 2 || (rows >= 0 && t.shape[0] != rows) || (cols >= 0 && t.shape[1] != cols))
+    fail(t.file, ": tensor '", name, "' has shape ", shape_str(t.shape), "; expected [",
+         dim_str(rows), ", ", dim_str(cols), "]");
   check_float(t);
   return MatRef{t.data, t.dtype, t.shape[0], t.shape[1], t.shape[1]};
 }
@@ -392,7 +406,8 @@ MatRef SafeTensors::matrix(const std::string& name, int64_t rows, int64_t cols) 
 VecRef SafeTensors::vector(const std::string& name, int64_t n) const {
   const TensorInfo& t = get(name);
   if (t.shape.size() != 1 || (n >= 0 && t.shape[0] != n))
-    fail(t.file, ": tensor '", name, "' has shape ", shape_str(t.shape), "; expected [", n, "]");
+    fail(t.file, ": tensor '", name, "' has shape ", shape_str(t.shape), "; expected [",
+         dim_str(n), "]");
   check_float(t);
   return VecRef{t.data, t.dtype, t.shape[0]};
 }
@@ -401,23 +416,25 @@ VecRef SafeTensors::vector(const std::string& name, int64_t n) const {
 
 std::string safetensors_bytes(const std::vector<TensorToWrite>& tensors,
                               const std::map<std::string, std::string>& metadata) {
+  std::vector<size_t> order;
   std::vector<uint64_t> sizes;
-  const std::string header = build_header(tensors, metadata, "<memory>", &sizes);
+  const std::string header = build_header(tensors, metadata, "<memory>", &order, &sizes);
   std::string out = le64(header.size()) + header;
-  for (size_t i = 0; i < tensors.size(); ++i)
+  for (size_t i : order)
     if (sizes[i] != 0) out.append(static_cast<const char*>(tensors[i].data), sizes[i]);
   return out;
 }
 
 void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                        const std::map<std::string, std::string>& metadata) {
+  std::vector<size_t> order;
   std::vector<uint64_t> sizes;
-  const std::string header = build_header(tensors, metadata, path, &sizes);
+  const std::string header = build_header(tensors, metadata, path, &order, &sizes);
   AtomicFile f(path);
   const std::string len = le64(header.size());
   f.write(len.data(), len.size());
   f.write(header.data(), header.size());
-  for (size_t i = 0; i < tensors.size(); ++i) f.write(tensors[i].data, sizes[i]);
+  for (size_t i : order) f.write(tensors[i].data, sizes[i]);
   f.commit();
 }
 

@@ -20,7 +20,8 @@ struct TensorInfo {
   std::string name;
   DType dtype = DType::kF32;
   std::vector<int64_t> shape;
-  const void* data = nullptr;  // points into the mapped file
+  const void* data = nullptr;  // points into the mapped file; aligned to the element size for
+                               // files written by kvlab or HF safetensors (not checked on read)
   size_t nbytes = 0;
   std::string file;            // file the tensor lives in (for errors)
 };
@@ -53,14 +54,15 @@ class SafeTensors {
   std::string source_;  // the path given to open() (named in errors)
 };
 
-// Writes a safetensors file (tensors in the order given; data written as-is).
+// Writes a safetensors file (header entries in the order given; data bytes written as-is).
 struct TensorToWrite {
   std::string name;
   DType dtype;
   std::vector<int64_t> shape;
   const void* data;
 };
-// Header JSON is padded with spaces so the data buffer starts at a multiple of 8 bytes. Writes
+// Header JSON is padded with spaces so the data buffer starts at a multiple of 8 bytes; data is
+// contiguous, larger element sizes first, so every tensor is aligned to its element size. Writes
 // path + ".tmp" and renames it over `path` (atomic). Throws kvlab::Error naming path and tensor
 // on a bad name/shape or an I/O failure.
 void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
