@@ -4,7 +4,8 @@
 // Work split. Query rows sharing a KV head are processed together: a block is (KV head g,
 // tile of TT tokens) -> R = TT * H/G rows, so each K/V tile is read once per block and reused
 // from L1/L2 by all R rows. Decode (T <= 4) uses one token tile; prefill uses TT = 32 / (H/G).
-// When blocks are too few to occupy the pool (decode: G blocks), the key range is split into
+// Decode over a token-major cache runs all G heads in one task, key tile by key tile.
+// When tasks are too few to occupy the pool (decode), the key range is split into
 // n_split parts (flash-decoding); each part leaves a partial state (m, l, acc) and a merge pass
 // combines them: M = max m_i, l = sum l_i e^(m_i - M), acc = sum acc_i e^(m_i - M).
 #include <algorithm>
@@ -63,78 +64,99 @@ void attention(const float* q, int64_t T, const int32_t* q_pos, const KvView& kv
 
   const int64_t TT = T <= kDecodeMaxT ? T : std::min<int64_t>(T, std::max<int64_t>(1, 32 / grp));
   const int64_t n_tt = (T + TT - 1) / TT;
-  const int64_t R = TT * grp;  // rows per block (the last token tile may have fewer)
+  const int64_t R = TT * grp;  // rows per (token tile, KV head) block; the last tile may have fewer
+  // Token-major caches interleave the G heads in each row: decode then walks all heads of a key
+  // tile in one task, so every task streams whole contiguous rows (per-head tasks would read
+  // 4 D bytes out of every G D * 4-byte row and defeat the hardware prefetcher).
+  const bool interleaved = G > 1 && kv.row_stride >= G * D && kv.head_stride < kv.row_stride;
+  const int64_t hpt = (T <= kDecodeMaxT && interleaved) ? G : 1;  // KV heads per task
   const int64_t blocks = G * n_tt;
+  const int64_t task_blocks = blocks / hpt;
   const int64_t want = 4 * static_cast<int64_t>(pool.threads());
   int64_t n_split = 1;
-  if (blocks < want)
-    n_split = std::max<int64_t>(
-        1, std::min((want + blocks - 1) / blocks, (S + kMinSplitKeys - 1) / kMinSplitKeys));
-  const int64_t n_tasks = blocks * n_split;
-  const int64_t part_stride = R * (D + 2);  // per task: acc[R, D], m[R], l[R]
+  if (task_blocks < want)
+    n_split = std::max<int64_t>(1, std::min((want + task_blocks - 1) / task_blocks,
+                                            (S + kMinSplitKeys - 1) / kMinSplitKeys));
+  const int64_t n_tasks = task_blocks * n_split;
+  const int64_t part_stride = R * (D + 2);  // per (block, split): acc[R, D], m[R], l[R]
   std::vector<float> parts;
-  if (n_split > 1) parts.resize(static_cast<size_t>(n_tasks * part_stride));
+  if (n_split > 1) parts.resize(static_cast<size_t>(blocks * n_split * part_stride));
 
   pool.parallel_tasks(n_tasks, [&](int64_t task, int) {
     // Largest (latest, most keys under the causal mask) token tiles first.
     const int64_t sp = task % n_split;
-    const int64_t blk = task / n_split;
-    const int64_t tt = n_tt - 1 - blk / G, g = blk % G;
+    const int64_t tb = task / n_split;
+    const int64_t n_gt = G / hpt;
+    const int64_t tt = n_tt - 1 - tb / n_gt, g0 = (tb % n_gt) * hpt;
     const int64_t t0 = tt * TT, t1 = std::min(T, t0 + TT);
     const int64_t rows = (t1 - t0) * grp;
 
     thread_local std::vector<float> ws;
     thread_local std::vector<const float*> qrows;
     thread_local std::vector<int32_t> qp;
-    const size_t need = static_cast<size_t>(rows * (D + 2) + rows * (detail::kAttnTile + 16));
+    const size_t need =
+        static_cast<size_t>(hpt * rows * (D + 2) + rows * (detail::kAttnTile + 16));
     if (ws.size() < need) ws.resize(need);
-    qrows.resize(static_cast<size_t>(rows));
+    qrows.resize(static_cast<size_t>(hpt * rows));
     qp.resize(static_cast<size_t>(rows));
-    float* acc = (n_split > 1) ? parts.data() + task * part_stride : ws.data();
-    float* m = acc + rows * D;
-    float* l = m + rows;
-    float* scratch = ws.data() + rows * (D + 2);
+    float* scratch = ws.data() + hpt * rows * (D + 2);
     int32_t max_qp = std::numeric_limits<int32_t>::min();
-    for (int64_t t = t0; t < t1; ++t)
-      for (int64_t j = 0; j < grp; ++j) {
-        const int64_t r = (t - t0) * grp + j;
-        qrows[static_cast<size_t>(r)] = q + (t * H + g * grp + j) * D;
-        qp[static_cast<size_t>(r)] = q_pos[t];
-        max_qp = std::max(max_qp, q_pos[t]);
-      }
-    std::fill(acc, acc + rows * D, 0.f);
-    std::fill(m, m + rows, kNegInf);
-    std::fill(l, l + rows, 0.f);
+    for (int64_t t = t0; t < t1; ++t) {
+      for (int64_t j = 0; j < grp; ++j) qp[static_cast<size_t>((t - t0) * grp + j)] = q_pos[t];
+      max_qp = std::max(max_qp, q_pos[t]);
+    }
+    // State of KV head g0 + gi: acc[rows, D], m[rows], l[rows].
+    auto state = [&](int64_t gi) {
+      const int64_t blk = (n_tt - 1 - tt) * G + g0 + gi;
+      return n_split > 1 ? parts.data() + (blk * n_split + sp) * part_stride
+                         : ws.data() + gi * rows * (D + 2);
+    };
+    for (int64_t gi = 0; gi < hpt; ++gi) {
+      float* acc = state(gi);
+      std::fill(acc, acc + rows * D, 0.f);
+      std::fill(acc + rows * D, acc + rows * (D + 1), kNegInf);
+      std::fill(acc + rows * (D + 1), acc + rows * (D + 2), 0.f);
+      for (int64_t t = t0; t < t1; ++t)
+        for (int64_t j = 0; j < grp; ++j)
+          qrows[static_cast<size_t>(gi * rows + (t - t0) * grp + j)] =
+              q + (t * H + (g0 + gi) * grp + j) * D;
+    }
 
     // Keys [0, s_end) can be visible to some row of the block (kv.pos non-decreasing).
     const int64_t s_end = std::upper_bound(kv.pos, kv.pos + S, max_qp) - kv.pos;
     const int64_t s0 = S * sp / n_split, s1 = std::min(s_end, S * (sp + 1) / n_split);
-    if (s0 < s1) {
-      detail::AttnBlockArgs a;
-      a.q = qrows.data();
-      a.q_pos = qp.data();
-      a.R = static_cast<int>(rows);
-      a.k = kv.k + g * kv.head_stride;
-      a.v = kv.v + g * kv.head_stride;
-      a.row_stride = kv.row_stride;
-      a.k_pos = kv.pos;
-      a.s0 = s0;
-      a.s1 = s1;
-      a.D = D;
-      a.scale = sh.scale;
-      a.m = m;
-      a.l = l;
-      a.acc = acc;
-      a.scratch = scratch;
-      kt.attn_block(a);
-    }
+    const int64_t step = hpt > 1 ? detail::kAttnTile : std::max<int64_t>(1, s1 - s0);
+    detail::AttnBlockArgs a;
+    a.q_pos = qp.data();
+    a.R = static_cast<int>(rows);
+    a.row_stride = kv.row_stride;
+    a.k_pos = kv.pos;
+    a.D = D;
+    a.scale = sh.scale;
+    a.scratch = scratch;
+    for (int64_t c0 = s0; c0 < s1; c0 += step)
+      for (int64_t gi = 0; gi < hpt; ++gi) {
+        float* st = state(gi);
+        a.q = qrows.data() + gi * rows;
+        a.k = kv.k + (g0 + gi) * kv.head_stride;
+        a.v = kv.v + (g0 + gi) * kv.head_stride;
+        a.s0 = c0;
+        a.s1 = std::min(s1, c0 + step);
+        a.acc = st;
+        a.m = st + rows * D;
+        a.l = st + rows * (D + 1);
+        kt.attn_block(a);
+      }
     if (n_split == 1)
-      for (int64_t t = t0; t < t1; ++t)
-        for (int64_t j = 0; j < grp; ++j) {
-          const int64_t r = (t - t0) * grp + j, h = g * grp + j;
-          finalize(acc + r * D, m[r], l[r], D, out + (t * H + h) * D,
-                   lse ? lse + t * H + h : nullptr);
-        }
+      for (int64_t gi = 0; gi < hpt; ++gi) {
+        const float* st = state(gi);
+        for (int64_t t = t0; t < t1; ++t)
+          for (int64_t j = 0; j < grp; ++j) {
+            const int64_t r = (t - t0) * grp + j, h = (g0 + gi) * grp + j;
+            finalize(st + r * D, st[rows * D + r], st[rows * (D + 1) + r], D,
+                     out + (t * H + h) * D, lse ? lse + t * H + h : nullptr);
+          }
+      }
   });
 
   if (n_split == 1) return;

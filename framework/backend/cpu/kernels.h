@@ -44,7 +44,8 @@ struct RopeConfig {
   int64_t original_max_position = 8192;  // llama3: original_max_position_embeddings
 };
 
-// Precomputed inverse frequencies inv_freq[D/2] (in f64, as HF computes them, rounded to f32).
+// Precomputed inverse frequencies inv_freq[D/2], computed op by op in f32 exactly as HF
+// transformers modeling_rope_utils does (default / linear / llama3; checked against torch).
 class Rope {
  public:
   explicit Rope(const RopeConfig& cfg);
