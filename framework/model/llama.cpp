@@ -114,6 +114,10 @@ void Sequence::forward_chunk(const int32_t* tokens, int64_t T, float* logits, bo
   const int64_t C = c.hidden_size, H = c.num_attention_heads, G = c.num_key_value_heads,
                 D = c.head_dim, F = c.intermediate_size, V = c.vocab_size;
   if (pos_ + T > std::numeric_limits<int32_t>::max()) fail("sequence too long for int32 positions");
+  if (c.sliding_window > 0 && pos_ + T > c.sliding_window)
+    fail(m.dir(), ": config.json sets sliding_window = ", c.sliding_window,
+         "; kvlab attends over the whole cache, which equals the model's attention only up to ",
+         c.sliding_window, " tokens (sliding-window attention is not implemented)");
   auto ensure = [](Buffer& b, int64_t n) {
     if (static_cast<int64_t>(b.size()) < n) b.resize(static_cast<size_t>(n));
   };

@@ -25,7 +25,7 @@ kv::LayerInfo layer_info(ThreadPool& pool, int64_t H, int64_t G, int64_t D) {
 TEST(FullCache, MatchesReferenceAttentionAcrossGrowth) {
   ThreadPool pool(2);
   const int64_t H = 4, G = 2, D = 24, S = 600;
-  auto cache = kv::make_kv_factory("full_cache", ParamValues({}))(layer_info(pool, H, G, D));
+  auto cache = kv::make_kv_factory("full_cache", ParamValues(std::vector<ParamDecl>{}))(layer_info(pool, H, G, D));
   Rng rng(3);
   std::vector<float> k(S * G * D), v(S * G * D), q(S * H * D);
   for (auto& x : k) x = static_cast<float>(rng.normal());
@@ -63,7 +63,7 @@ TEST(FullCache, MatchesReferenceAttentionAcrossGrowth) {
 
 TEST(FullCache, RejectsNonIncreasingPositions) {
   ThreadPool pool(1);
-  auto cache = kv::make_kv_factory("full_cache", ParamValues({}))(layer_info(pool, 2, 1, 8));
+  auto cache = kv::make_kv_factory("full_cache", ParamValues(std::vector<ParamDecl>{}))(layer_info(pool, 2, 1, 8));
   std::vector<float> kv(8, 0.f);
   int32_t p = 3;
   cache->append(kv.data(), kv.data(), 1, &p);

@@ -29,7 +29,7 @@ std::shared_ptr<const Model> tiny_model(const std::string& preset, DType dtype) 
   return Model::load(dir.string());
 }
 
-kv::KvFactory full() { return kv::make_kv_factory("full_cache", ParamValues({})); }
+kv::KvFactory full() { return kv::make_kv_factory("full_cache", ParamValues(std::vector<ParamDecl>{})); }
 
 std::vector<float> run(std::shared_ptr<const Model> m, const std::vector<int32_t>& ids, int threads,
                        int64_t chunk, int64_t decode_from) {
