@@ -5,7 +5,7 @@
 //   2. each remaining section: normalizer (NFC, Prepend, Replace, Sequence), then a second split
 //      on normalized added tokens;
 //   3. pre-tokenizer (Split regex Isolated, ByteLevel, Metaspace, Sequence) -> pieces;
-//   4. BPE per piece (tokenizer_bpe.cpp): ignore_merges, word cache, heap merge by rank,
+//   4. BPE per piece (TokenizerImpl::bpe below): ignore_merges, word cache, heap merge by rank,
 //      byte_fallback, unk, fuse_unk.
 // Decode runs the decoder chain (ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace).
 // Text must be valid UTF-8 (an Error names the byte offset otherwise).
