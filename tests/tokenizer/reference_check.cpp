@@ -86,9 +86,41 @@ int main(int argc, char** argv) {
           ++checked_roundtrips;
         }
       }
-      std::printf("%-8s %zu texts, %d failing; encode %.2f MB/s (%zu tokens, %.1f ms)\n",
-                  name.c_str(), texts.size(), tok_failures, bytes / seconds / 1e6, tokens,
-                  seconds * 1e3);
+      // Throughput on one long context (all texts joined, repeated to ~kLongBytes): a fresh
+      // tokenizer (cold word cache), then the same again (warm).
+      // The ids must equal the reference's long_ids (same construction in reference.mjs).
+      const size_t long_bytes = ref.at("long_bytes").get<size_t>();
+      std::string joined, all;
+      for (const auto& t : texts) joined += t + "\n\n";
+      while (all.size() < long_bytes) all += joined;
+      const auto fresh = kvlab::model::Tokenizer::load(dir + "/" + name);
+      double secs[2];
+      size_t long_tokens = 0;
+      std::vector<int32_t> long_ids;
+      for (double& s : secs) {
+        const auto t0 = std::chrono::steady_clock::now();
+        long_ids = fresh.encode(all);
+        s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      }
+      long_tokens = long_ids.size();
+      const auto want_long = r.at("long_ids").get<std::vector<int32_t>>();
+      if (long_ids != want_long) {
+        size_t pos = 0;
+        while (pos < long_ids.size() && pos < want_long.size() && long_ids[pos] == want_long[pos])
+          ++pos;
+        if (tok_failures++ == 0)
+          std::cout << "MISMATCH " << name << " long context (" << all.size()
+                    << " bytes)\n  first difference at id " << pos << "\n  kvlab:     "
+                    << window(long_ids, pos) << "\n  reference: " << window(want_long, pos)
+                    << "\n";
+      } else {
+        ++checked_ids;
+      }
+      std::printf("%-8s %zu texts, %d failing; %zu tokens, %.1f ms; long context %.2f MB -> %zu "
+                  "tokens: cold %.0f ms (%.2f MB/s), warm %.0f ms\n",
+                  name.c_str(), texts.size(), tok_failures, tokens, seconds * 1e3,
+                  all.size() / 1e6, long_tokens, secs[0] * 1e3, all.size() / secs[0] / 1e6,
+                  secs[1] * 1e3);
       failures += tok_failures;
     } catch (const kvlab::Error& e) {
       std::cout << "ERROR " << name << ": " << e.what() << "\n";
