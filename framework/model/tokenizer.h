@@ -23,10 +23,6 @@ class Tokenizer {
   // normalizers or pre-tokenizers are errors naming the key, never a silent fallback.
   static Tokenizer from_json(const std::string& json_text, const std::string& path);
   static Tokenizer load(const std::string& path);  // a tokenizer.json or a model directory
-  // The tokenizer.json `kvlab model init` writes for random models: vocabulary = the 256 GPT-2
-  // byte-level symbols (id = byte value), no merges, ByteLevel pre-tokenizer (no regex) and
-  // decoder, added special tokens <|begin_of_text|> = 256 and <|end_of_text|> = 257.
-  static std::string byte_level_json();
   Tokenizer(Tokenizer&&) noexcept;
   Tokenizer& operator=(Tokenizer&&) noexcept;
   ~Tokenizer();

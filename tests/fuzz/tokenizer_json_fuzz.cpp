@@ -6,10 +6,11 @@
 #include <vector>
 
 #include "framework/core/error.h"
+#include "framework/model/model_init.h"
 #include "framework/model/tokenizer.h"
 
 std::vector<std::string> kvlab_fuzz_seeds() {
-  const std::string byte_level = kvlab::model::Tokenizer::byte_level_json();
+  const std::string byte_level = kvlab::model::byte_level_tokenizer_json();
   const std::string split_bpe = R"({"added_tokens": [{"id": 7, "content": "<s>", "special": true,
       "lstrip": true, "rstrip": false, "single_word": false, "normalized": false}],
     "normalizer": {"type": "NFC"},

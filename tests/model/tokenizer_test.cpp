@@ -1,5 +1,6 @@
 // Unit tests for kvlab::model::Tokenizer on small hand-written tokenizer.json files. The real
 // Llama-3 / Qwen3 / Llama-2 tokenizers are checked against tokenizers.js in tests/tokenizer.
+#include "framework/model/model_init.h"
 #include "framework/model/tokenizer.h"
 
 #include <filesystem>
@@ -66,7 +67,7 @@ json small_sp() {
 Tokenizer make(const json& j) { return Tokenizer::from_json(j.dump(), "test.json"); }
 
 TEST(Tokenizer, ByteLevelInitTokenizerRoundTrips) {
-  const auto tok = Tokenizer::from_json(Tokenizer::byte_level_json(), "init.json");
+  const auto tok = Tokenizer::from_json(byte_level_tokenizer_json(), "init.json");
   EXPECT_EQ(tok.vocab_size(), 258);
   EXPECT_EQ(tok.encode("Hi!"), (Ids{'H', 'i', '!'}));
   EXPECT_EQ(tok.encode(" \n"), (Ids{' ', '\n'}));  // bytes, not their GPT-2 symbols
@@ -93,7 +94,7 @@ TEST(Tokenizer, ByteLevelInitTokenizerRoundTrips) {
 TEST(Tokenizer, LoadsFromDirectory) {
   const auto dir = std::filesystem::temp_directory_path() / "kvlab_tokenizer_test";
   std::filesystem::create_directories(dir);
-  std::ofstream(dir / "tokenizer.json") << Tokenizer::byte_level_json();
+  std::ofstream(dir / "tokenizer.json") << byte_level_tokenizer_json();
   EXPECT_EQ(Tokenizer::load(dir.string()).encode("ab"), (Ids{'a', 'b'}));
   EXPECT_EQ(Tokenizer::load((dir / "tokenizer.json").string()).vocab_size(), 258);
   EXPECT_THROW(Tokenizer::load((dir / "missing.json").string()), Error);
@@ -172,7 +173,7 @@ TEST(Tokenizer, MetaspacePreTokenizer) {
 }
 
 TEST(Tokenizer, AddedTokensLongestMatchStripAndSingleWord) {
-  json j = json::parse(Tokenizer::byte_level_json());
+  json j = json::parse(byte_level_tokenizer_json());
   j["added_tokens"].push_back({{"id", 258}, {"content", "<|end"}, {"special", false},
                                {"lstrip", true}, {"rstrip", true}, {"normalized", false}});
   j["added_tokens"].push_back({{"id", 259}, {"content", "cat"}, {"special", false},
@@ -195,7 +196,7 @@ TEST(Tokenizer, NfcNormalization) {
   EXPECT_EQ(detail::nfc("a\xCC\x81\xCC\xA3"), "\xE1\xBA\xA1\xCC\x81");
   // Composition exclusion: U+0958 stays decomposed as U+0915 U+093C.
   EXPECT_EQ(detail::nfc("\xE0\xA5\x98"), "\xE0\xA4\x95\xE0\xA4\xBC");
-  json j = json::parse(Tokenizer::byte_level_json());
+  json j = json::parse(byte_level_tokenizer_json());
   j["normalizer"] = {{"type", "NFC"}};
   EXPECT_EQ(make(j).encode("e\xCC\x81"), (Ids{0xC3, 0xA9}));
 }
@@ -223,7 +224,7 @@ TEST(Tokenizer, ErrorsNameTheProblem) {
                "cannot compile regex");
   expect_error(R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 0}}})", "two tokens");
   expect_error(R"({"model": {"type": "BPE", "vocab": {"a": -1}}})", "out of range");
-  const auto tok = Tokenizer::from_json(Tokenizer::byte_level_json(), "init.json");
+  const auto tok = Tokenizer::from_json(byte_level_tokenizer_json(), "init.json");
   EXPECT_THROW(tok.encode("\xC3"), Error);     // truncated UTF-8
   EXPECT_THROW(tok.encode("\xED\xA0\x80"), Error);  // surrogate
   EXPECT_THROW(tok.decode({258}), Error);
