@@ -282,8 +282,9 @@ TEST(ModelInit, TokenizerJsonIsByteLevelBpe) {
   EXPECT_EQ(ids.size(), 256u);
   // Vocabulary written in id order.
   int expect = 0;
-  for (const auto& [k, v] : nlohmann::ordered_json::parse(byte_level_tokenizer_json())["model"]["vocab"].items())
-    EXPECT_EQ(v.get<int>(), expect++);
+  const auto ordered = nlohmann::ordered_json::parse(byte_level_tokenizer_json());
+  for (const auto& [k, v] : ordered["model"]["vocab"].items()) EXPECT_EQ(v.get<int>(), expect++);
+  EXPECT_EQ(expect, 256);
   EXPECT_EQ(j["pre_tokenizer"]["type"], "ByteLevel");
   EXPECT_EQ(j["pre_tokenizer"]["add_prefix_space"], false);
   EXPECT_EQ(j["pre_tokenizer"]["trim_offsets"], true);
