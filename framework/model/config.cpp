@@ -2,9 +2,8 @@
 
 #include <fstream>
 #include <limits>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "framework/core/error.h"
 
@@ -40,7 +39,8 @@ int64_t as_int(const Json& v, const std::string& what, const std::string& key) {
 }
 
 double as_double(const Json& v, const std::string& what, const std::string& key) {
-  if (!v.is_number()) fail(what, ": ", key, " must be a number, got ", json_type_name(v), " ", v.dump());
+  if (!v.is_number())
+    fail(what, ": ", key, " must be a number, got ", json_type_name(v), " ", v.dump());
   return v.get<double>();
 }
 
@@ -111,9 +111,8 @@ void parse_rope_scaling(const Json& j, cpu::RopeConfig& rope, const std::string&
         as_double(required(rs, "low_freq_factor", w), what, ctx + ".low_freq_factor");
     rope.high_freq_factor =
         as_double(required(rs, "high_freq_factor", w), what, ctx + ".high_freq_factor");
-    rope.original_max_position =
-        as_int(required(rs, "original_max_position_embeddings", w), what,
-               ctx + ".original_max_position_embeddings");
+    rope.original_max_position = as_int(required(rs, "original_max_position_embeddings", w), what,
+                                        ctx + ".original_max_position_embeddings");
     return;
   }
   fail(what, ": rope_scaling.", type_key, " '", type,

@@ -1,7 +1,6 @@
 #include "framework/model/model_init.h"
 
 #include <filesystem>
-
 #include <nlohmann/json.hpp>
 
 #include "framework/core/error.h"
@@ -77,7 +76,9 @@ struct Generated {
 
 }  // namespace
 
-std::vector<std::string> preset_names() { return {"tiny", "small", "llama3-8b-layer", "qwen2-tiny"}; }
+std::vector<std::string> preset_names() {
+  return {"tiny", "small", "llama3-8b-layer", "qwen2-tiny"};
+}
 
 ModelConfig preset_config(const std::string& name) {
   if (name == "tiny") return llama_base(64, 2, 4, 2, 16, 172, 4096);
@@ -116,8 +117,8 @@ std::string byte_level_tokenizer_json() {
   OJson vocab = OJson::object();
   for (int b = 0; b < 256; ++b) vocab[byte_char(b)] = b;
   auto added = [](int64_t id, const char* content) {
-    return OJson{{"id", id},          {"content", content}, {"single_word", false},
-                 {"lstrip", false},   {"rstrip", false},    {"normalized", false},
+    return OJson{{"id", id},        {"content", content}, {"single_word", false},
+                 {"lstrip", false}, {"rstrip", false},    {"normalized", false},
                  {"special", true}};
   };
   const OJson byte_level = {{"type", "ByteLevel"},

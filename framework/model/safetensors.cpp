@@ -10,10 +10,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "framework/core/error.h"
 
@@ -172,7 +171,8 @@ class AtomicFile {
 
 std::vector<TensorInfo> parse_safetensors(const uint8_t* base, size_t size,
                                           const std::string& file) {
-  if (size < 8) fail(file, ": truncated safetensors file (", size, " bytes, header length needs 8)");
+  if (size < 8)
+    fail(file, ": truncated safetensors file (", size, " bytes, header length needs 8)");
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | base[i];  // u64 little-endian
   if (n > kMaxHeaderBytes)
@@ -239,9 +239,7 @@ std::vector<TensorInfo> parse_safetensors(const uint8_t* base, size_t size,
   // previous end. O(n log n).
   std::vector<size_t> order(out.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    return ranges[a] < ranges[b];
-  });
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ranges[a] < ranges[b]; });
   size_t prev = SIZE_MAX;
   for (size_t i : order) {
     if (ranges[i].first == ranges[i].second) continue;
@@ -406,8 +404,8 @@ MatRef SafeTensors::matrix(const std::string& name, int64_t rows, int64_t cols) 
 VecRef SafeTensors::vector(const std::string& name, int64_t n) const {
   const TensorInfo& t = get(name);
   if (t.shape.size() != 1 || (n >= 0 && t.shape[0] != n))
-    fail(t.file, ": tensor '", name, "' has shape ", shape_str(t.shape), "; expected [",
-         dim_str(n), "]");
+    fail(t.file, ": tensor '", name, "' has shape ", shape_str(t.shape), "; expected [", dim_str(n),
+         "]");
   check_float(t);
   return VecRef{t.data, t.dtype, t.shape[0]};
 }

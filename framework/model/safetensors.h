@@ -23,7 +23,7 @@ struct TensorInfo {
   const void* data = nullptr;  // points into the mapped file; aligned to the element size for
                                // files written by kvlab or HF safetensors (not checked on read)
   size_t nbytes = 0;
-  std::string file;            // file the tensor lives in (for errors)
+  std::string file;  // file the tensor lives in (for errors)
 };
 
 // Parses and validates a safetensors header held in memory: every tensor's offsets lie inside

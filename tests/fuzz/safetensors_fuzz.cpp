@@ -12,7 +12,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Copy into an exact-size heap buffer so ASan sees any read past the end.
   std::vector<uint8_t> buf(data, data + size);
   try {
-    const auto tensors = kvlab::model::parse_safetensors(buf.data(), buf.size(), "fuzz.safetensors");
+    const auto tensors =
+        kvlab::model::parse_safetensors(buf.data(), buf.size(), "fuzz.safetensors");
     // Touch every byte the parser vouched for.
     uint8_t acc = 0;
     for (const auto& t : tensors) {

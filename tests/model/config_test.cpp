@@ -120,9 +120,9 @@ TEST(ModelConfig, ParsesLlama3WithLlama3RopeScaling) {
 
 TEST(ModelConfig, LlamaDefaults) {
   Json j = llama_json();
-  for (const char* k : {"num_key_value_heads", "rope_theta", "rope_scaling", "tie_word_embeddings",
-                        "attention_bias", "mlp_bias", "bos_token_id", "eos_token_id",
-                        "torch_dtype"})
+  for (const char* k :
+       {"num_key_value_heads", "rope_theta", "rope_scaling", "tie_word_embeddings",
+        "attention_bias", "mlp_bias", "bos_token_id", "eos_token_id", "torch_dtype"})
     j.erase(k);
   const ModelConfig c = parse(j);
   EXPECT_EQ(c.num_key_value_heads, 32);
@@ -301,8 +301,8 @@ TEST(ModelConfig, RoundTripsThroughJson) {
   Json qwen_window = qwen2_json();
   qwen_window["use_sliding_window"] = true;
   qwen_window["sliding_window"] = 1024;
-  for (const Json& j : {llama_json(), linear, mistral_json(), mistral_window, qwen2_json(),
-                        qwen_window}) {
+  for (const Json& j :
+       {llama_json(), linear, mistral_json(), mistral_window, qwen2_json(), qwen_window}) {
     const ModelConfig a = parse(j);
     const std::string text = model_config_to_json(a);
     SCOPED_TRACE(text);

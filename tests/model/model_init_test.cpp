@@ -6,9 +6,8 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "framework/core/error.h"
 #include "framework/model/safetensors.h"
@@ -103,7 +102,9 @@ void check_model(const std::string& dir, const ModelConfig& want, DType dtype, d
   EXPECT_EQ(got.tie_word_embeddings, want.tie_word_embeddings);
   EXPECT_EQ(got.bos_token_ids, std::vector<int64_t>{256});
   EXPECT_EQ(got.eos_token_ids, std::vector<int64_t>{257});
-  EXPECT_EQ(got.torch_dtype, dtype == DType::kF32 ? "float32" : dtype == DType::kBF16 ? "bfloat16" : "float16");
+  EXPECT_EQ(got.torch_dtype, dtype == DType::kF32    ? "float32"
+                             : dtype == DType::kBF16 ? "bfloat16"
+                                                     : "float16");
 
   const SafeTensors st = SafeTensors::open(dir);
   const auto expected = expected_tensors(want);
@@ -179,10 +180,9 @@ TEST(ModelInit, PresetsMatchTheSpec) {
 
   for (const auto& n : preset_names()) EXPECT_NO_THROW(preset_config(n).validate(n));
   EXPECT_THAT([] { preset_config("huge"); },
-              ::testing::ThrowsMessage<Error>(AllOf(HasSubstr("'huge'"), HasSubstr("tiny"),
-                                                    HasSubstr("small"),
-                                                    HasSubstr("llama3-8b-layer"),
-                                                    HasSubstr("qwen2-tiny"))));
+              ::testing::ThrowsMessage<Error>(
+                  AllOf(HasSubstr("'huge'"), HasSubstr("tiny"), HasSubstr("small"),
+                        HasSubstr("llama3-8b-layer"), HasSubstr("qwen2-tiny"))));
 }
 
 TEST(ModelInit, TinyBf16HasEveryTensorWithRequestedStd) {
@@ -190,8 +190,8 @@ TEST(ModelInit, TinyBf16HasEveryTensorWithRequestedStd) {
   InitOptions o{preset_config("tiny"), DType::kBF16, 7, 0.02};
   const std::string dir = tmp.sub("nested/tiny");  // created if missing
   write_random_model(o, dir);
-  for (const char* f : {"config.json", "generation_config.json", "model.safetensors",
-                        "tokenizer.json"}) {
+  for (const char* f :
+       {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json"}) {
     EXPECT_TRUE(fs::exists(dir + "/" + f)) << f;
     EXPECT_FALSE(fs::exists(dir + "/" + f + ".tmp")) << f;
   }
@@ -232,8 +232,8 @@ TEST(ModelInit, SameSeedGivesByteIdenticalFiles) {
   write_random_model(o, tmp.sub("b"));
   o.seed = 43;
   write_random_model(o, tmp.sub("c"));
-  for (const char* f : {"config.json", "generation_config.json", "model.safetensors",
-                        "tokenizer.json"}) {
+  for (const char* f :
+       {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json"}) {
     SCOPED_TRACE(f);
     EXPECT_EQ(read_all(tmp.sub("a/") + f), read_all(tmp.sub("b/") + f));
   }
@@ -282,8 +282,9 @@ TEST(ModelInit, TokenizerJsonIsByteLevelBpe) {
   EXPECT_EQ(ids.size(), 256u);
   // Vocabulary written in id order.
   int expect = 0;
-  for (const auto& [k, v] : nlohmann::ordered_json::parse(byte_level_tokenizer_json())["model"]["vocab"].items())
-    EXPECT_EQ(v.get<int>(), expect++);
+  const auto ordered = nlohmann::ordered_json::parse(byte_level_tokenizer_json());
+  for (const auto& [k, v] : ordered["model"]["vocab"].items()) EXPECT_EQ(v.get<int>(), expect++);
+  EXPECT_EQ(expect, 256);
   EXPECT_EQ(j["pre_tokenizer"]["type"], "ByteLevel");
   EXPECT_EQ(j["pre_tokenizer"]["add_prefix_space"], false);
   EXPECT_EQ(j["pre_tokenizer"]["trim_offsets"], true);

@@ -6,7 +6,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "framework/core/error.h"
@@ -194,13 +193,12 @@ TEST(SafeTensors, EveryCorruptionIsAnErrorNamingTheFile) {
       {"header length over 100 MB", huge, "100 MB"},
       {"bad JSON", raw_file("{\"w\": {\"dtype\": ", 0), "not valid JSON"},
       {"not an object", raw_file("[1, 2]", 0), "must be a JSON object"},
-      {"offsets past end",
-       raw_file(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 4), "run past"},
+      {"offsets past end", raw_file(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 4),
+       "run past"},
       {"begin > end", raw_file(R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", 8),
        "begin > end"},
       {"wrong size for dtype",
-       raw_file(R"({"w":{"dtype":"BF16","shape":[2,2],"data_offsets":[0,16]}})", 16),
-       "need 8"},
+       raw_file(R"({"w":{"dtype":"BF16","shape":[2,2],"data_offsets":[0,16]}})", 16), "need 8"},
       {"overlap",
        raw_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
                 R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
@@ -222,15 +220,14 @@ TEST(SafeTensors, EveryCorruptionIsAnErrorNamingTheFile) {
       {"float dim", raw_file(R"({"d":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}})", 4),
        "shape[0]"},
       {"shape overflow",
-       raw_file(R"({"d":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}})",
-                0),
+       raw_file(R"({"d":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}})", 0),
        "overflow"},
       {"missing dtype", raw_file(R"({"d":{"shape":[1],"data_offsets":[0,4]}})", 4), "'dtype'"},
       {"missing offsets", raw_file(R"({"d":{"dtype":"F32","shape":[1]}})", 4), "data_offsets"},
-      {"three offsets",
-       raw_file(R"({"d":{"dtype":"F32","shape":[1],"data_offsets":[0,4,4]}})", 4), "data_offsets"},
-      {"negative offset",
-       raw_file(R"({"d":{"dtype":"F32","shape":[1],"data_offsets":[-4,0]}})", 4), "data_offsets"},
+      {"three offsets", raw_file(R"({"d":{"dtype":"F32","shape":[1],"data_offsets":[0,4,4]}})", 4),
+       "data_offsets"},
+      {"negative offset", raw_file(R"({"d":{"dtype":"F32","shape":[1],"data_offsets":[-4,0]}})", 4),
+       "data_offsets"},
       {"entry not object", raw_file(R"({"d":3})", 0), "'d'"},
       {"metadata not strings", raw_file(R"({"__metadata__":{"k":1}})", 0), "__metadata__"},
       {"metadata not object", raw_file(R"({"__metadata__":"x"})", 0), "__metadata__"},
@@ -252,8 +249,7 @@ TEST(SafeTensors, CorruptFileOnDiskNamesTheFile) {
   EXPECT_THAT([&] { SafeTensors::open(path); },
               ::testing::ThrowsMessage<Error>(AllOf(HasSubstr(path), HasSubstr("'w'"))));
   write_bytes(path, "");
-  EXPECT_THAT([&] { SafeTensors::open(path); },
-              ::testing::ThrowsMessage<Error>(HasSubstr(path)));
+  EXPECT_THAT([&] { SafeTensors::open(path); }, ::testing::ThrowsMessage<Error>(HasSubstr(path)));
 }
 
 TEST(SafeTensors, ShardedIndexWithTwoShards) {
@@ -280,18 +276,18 @@ TEST(SafeTensors, ShardedIndexWithTwoShards) {
     EXPECT_EQ(st.matrix("a", 2, 2).dtype, DType::kF32);
     EXPECT_THAT(st.get("c").file, HasSubstr("model-00002-of-00002.safetensors"));
     EXPECT_THAT([&] { st.get("zzz"); },
-                ::testing::ThrowsMessage<Error>(AllOf(
-                    HasSubstr("'zzz'"), HasSubstr("model-00001-of-00002.safetensors"),
-                    HasSubstr("model-00002-of-00002.safetensors"))));
+                ::testing::ThrowsMessage<Error>(
+                    AllOf(HasSubstr("'zzz'"), HasSubstr("model-00001-of-00002.safetensors"),
+                          HasSubstr("model-00002-of-00002.safetensors"))));
   }
 
   // A tensor listed in the index but absent from its shard.
   index["weight_map"]["d"] = "model-00002-of-00002.safetensors";
   write_bytes(tmp.file("model.safetensors.index.json"), index.dump());
   EXPECT_THAT([&] { SafeTensors::open(tmp.file("model.safetensors.index.json")); },
-              ::testing::ThrowsMessage<Error>(
-                  AllOf(HasSubstr("'d'"), HasSubstr("model-00002-of-00002.safetensors"),
-                        HasSubstr("model.safetensors.index.json"))));
+              ::testing::ThrowsMessage<Error>(AllOf(HasSubstr("'d'"),
+                                                    HasSubstr("model-00002-of-00002.safetensors"),
+                                                    HasSubstr("model.safetensors.index.json"))));
   // A missing shard file.
   index["weight_map"]["d"] = "model-00003-of-00002.safetensors";
   write_bytes(tmp.file("model.safetensors.index.json"), index.dump());
