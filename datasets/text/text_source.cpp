@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "framework/core/error.h"
+#include "framework/core/file_io.h"
 
 namespace kvlab::datasets {
 
@@ -49,11 +50,7 @@ std::string run_bible(const std::string& range) {
 std::string load_text(const std::string& spec) {
   if (spec.rfind("kjv:", 0) == 0) return run_bible(spec.substr(4));
   const std::string path = spec.rfind("file:", 0) == 0 ? spec.substr(5) : spec;
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail(path, ": cannot open text file");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
+  return read_file(path);
 }
 
 }  // namespace kvlab::datasets

@@ -11,6 +11,7 @@
 #include "framework/cli/args.h"
 #include "framework/cli/commands.h"
 #include "framework/core/error.h"
+#include "framework/core/file_io.h"
 #include "framework/core/timer.h"
 #include "framework/io/h5_file.h"
 #include "framework/model/generate.h"
@@ -36,14 +37,6 @@ std::shared_ptr<const model::Model> load_model(const Args& a) {
 const model::Tokenizer& need_tokenizer(const model::Model& m) {
   if (!m.tokenizer()) fail(m.dir(), ": no tokenizer.json in the model folder");
   return *m.tokenizer();
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail(path, ": cannot open");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
 }
 
 // Parses "1,2,3" into ids.

@@ -19,6 +19,7 @@
 #include "framework/cli/args.h"
 #include "framework/cli/commands.h"
 #include "framework/core/error.h"
+#include "framework/core/file_io.h"
 #include "framework/harness/run_config.h"
 #include "framework/model/model_init.h"
 #include "kvlab/build_info.h"
@@ -34,19 +35,6 @@ std::string utc_now() {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
   return buf;
-}
-
-// Writes `text` to path atomically (path.tmp then rename).
-void write_atomic(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) fail(tmp.string(), ": cannot write");
-    f << text;
-    f.flush();
-    if (!f) fail(tmp.string(), ": write failed");
-  }
-  fs::rename(tmp, path);
 }
 
 // A random model for the run, written once under <output>/<name>/models/<hash>/ and reused.
@@ -141,9 +129,9 @@ int cmd_run(int argc, char** argv, int first) {
   say(str("run ", c.name, " point ", c.point_id(), ": experiment ", c.experiment, ", method ",
           c.method, ", model ", model_dir, c.model.is_random() ? " (random weights)" : "",
           ", threads ", threads));
-  write_atomic(dir / "config.resolved.yaml", c.resolved_yaml());
+  write_file_atomic((dir / "config.resolved.yaml").string(), c.resolved_yaml());
   nlohmann::json meta = meta_json(c, threads, model_dir);
-  write_atomic(dir / "meta.json", meta.dump(2) + "\n");
+  write_file_atomic((dir / "meta.json").string(), meta.dump(2) + "\n");
 
   experiments::RunContext ctx;
   ctx.model = model::Model::load(model_dir);
@@ -157,9 +145,9 @@ int cmd_run(int argc, char** argv, int first) {
   nlohmann::json results = exp.run(ctx);
   results["point_id"] = c.point_id();
   meta["finished_utc"] = utc_now();
-  write_atomic(dir / "meta.json", meta.dump(2) + "\n");
-  write_atomic(dir / "results.json", results.dump(2) + "\n");
-  write_atomic(dir / "COMPLETE", utc_now() + "\n");
+  write_file_atomic((dir / "meta.json").string(), meta.dump(2) + "\n");
+  write_file_atomic((dir / "results.json").string(), results.dump(2) + "\n");
+  write_file_atomic((dir / "COMPLETE").string(), utc_now() + "\n");
   say(str("done: ", (dir / "results.json").string()));
   // Headline numbers on stdout: every top-level scalar of results.json.
   for (const auto& [k, v] : results.items())

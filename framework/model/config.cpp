@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "framework/core/error.h"
+#include "framework/core/file_io.h"
 
 namespace kvlab::model {
 namespace {
@@ -270,12 +271,7 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
 }
 
 ModelConfig load_model_config(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail(path, ": cannot open config file");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  if (f.bad()) fail(path, ": read error");
-  return parse_model_config(ss.str(), path);
+  return parse_model_config(read_file(path), path);
 }
 
 std::string model_config_to_json(const ModelConfig& c) {

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "framework/core/error.h"
+#include "framework/core/file_io.h"
 #include "framework/core/rng.h"
 #include "framework/model/safetensors.h"
 

@@ -1,5 +1,7 @@
 #include "framework/model/safetensors.h"
 
+#include "framework/core/file_io.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -124,46 +126,6 @@ std::string le64(uint64_t v) {
 
 // Writes through path + ".tmp"; commit() renames over path. The temp file is removed when an
 // error or exception leaves the writer uncommitted.
-class AtomicFile {
- public:
-  explicit AtomicFile(const std::string& path) : path_(path), tmp_(path + ".tmp") {
-    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) fail(path_, ": cannot create ", tmp_, ": ", std::strerror(errno));
-  }
-  ~AtomicFile() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!committed_) ::unlink(tmp_.c_str());
-  }
-  AtomicFile(const AtomicFile&) = delete;
-  AtomicFile& operator=(const AtomicFile&) = delete;
-
-  void write(const void* p, size_t n) {
-    const char* c = static_cast<const char*>(p);
-    while (n > 0) {
-      const ssize_t w = ::write(fd_, c, std::min<size_t>(n, 1u << 30));
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        fail(path_, ": write to ", tmp_, " failed: ", std::strerror(errno));
-      }
-      c += w;
-      n -= static_cast<size_t>(w);
-    }
-  }
-  void commit() {
-    if (::fsync(fd_) != 0) fail(path_, ": fsync failed: ", std::strerror(errno));
-    const int rc = ::close(fd_);
-    fd_ = -1;
-    if (rc != 0) fail(path_, ": close failed: ", std::strerror(errno));
-    if (::rename(tmp_.c_str(), path_.c_str()) != 0)
-      fail(path_, ": rename from ", tmp_, " failed: ", std::strerror(errno));
-    committed_ = true;
-  }
-
- private:
-  std::string path_, tmp_;
-  int fd_ = -1;
-  bool committed_ = false;
-};
 
 }  // namespace
 
@@ -293,14 +255,6 @@ struct SafeTensors::Mapping {
 
 namespace {
 
-std::string read_text(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail(path, ": cannot open");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  if (f.bad()) fail(path, ": read error");
-  return ss.str();
-}
 
 }  // namespace
 
@@ -332,7 +286,7 @@ SafeTensors SafeTensors::open(const std::string& path) {
   // Sharded: {"metadata": {...}, "weight_map": {tensor: shard file relative to the index}}.
   Json j;
   try {
-    j = Json::parse(read_text(file));
+    j = Json::parse(read_file(file));
   } catch (const Json::exception& e) {
     fail(file, ": not valid JSON: ", e.what());
   }
@@ -436,10 +390,5 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
   f.commit();
 }
 
-void write_file_atomic(const std::string& path, std::string_view bytes) {
-  AtomicFile f(path);
-  f.write(bytes.data(), bytes.size());
-  f.commit();
-}
 
 }  // namespace kvlab::model

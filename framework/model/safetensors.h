@@ -71,7 +71,5 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
 std::string safetensors_bytes(const std::vector<TensorToWrite>& tensors,
                               const std::map<std::string, std::string>& metadata = {});
 
-// Writes `bytes` to path + ".tmp", then renames it over `path`; throws kvlab::Error naming path.
-void write_file_atomic(const std::string& path, std::string_view bytes);
 
 }  // namespace kvlab::model

@@ -31,6 +31,7 @@
 #include <unordered_map>
 
 #include "framework/core/error.h"
+#include "framework/core/file_io.h"
 
 namespace kvlab::model::detail {
 
@@ -899,12 +900,7 @@ Tokenizer Tokenizer::load(const std::string& path) {
   std::string file = path;
   std::error_code ec;
   if (fs::is_directory(path, ec)) file = (fs::path(path) / "tokenizer.json").string();
-  std::ifstream f(file, std::ios::binary);
-  if (!f) fail(file, ": cannot open tokenizer file");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  if (f.bad()) fail(file, ": read error");
-  return from_json(ss.str(), file);
+  return from_json(read_file(file), file);
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
