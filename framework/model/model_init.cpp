@@ -6,6 +6,7 @@
 #include "framework/core/error.h"
 #include "framework/core/file_io.h"
 #include "framework/core/rng.h"
+#include "framework/core/utf8.h"
 #include "framework/model/safetensors.h"
 
 namespace kvlab::model {
@@ -50,12 +51,7 @@ std::string byte_char(int b) {
     cp = 256 + static_cast<uint32_t>(n);
   }
   std::string s;
-  if (cp < 0x80) {
-    s += static_cast<char>(cp);
-  } else {  // all code points here are < 0x800: two UTF-8 bytes
-    s += static_cast<char>(0xC0 | (cp >> 6));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  }
+  append_utf8(cp, s);
   return s;
 }
 

@@ -9,6 +9,7 @@
 //      byte_fallback, unk, fuse_unk.
 // Decode runs the decoder chain (ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace).
 // Text must be valid UTF-8 (an Error names the byte offset otherwise).
+#include "framework/core/utf8.h"
 #include "framework/model/tokenizer.h"
 
 #include <algorithm>
@@ -302,24 +303,6 @@ std::optional<size_t> invalid_utf8_offset(std::string_view s) {
     i += len;
   }
   return std::nullopt;
-}
-
-void append_utf8(uint32_t cp, std::string& out) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
 }
 
 uint32_t decode_utf8_at(std::string_view s, size_t i, size_t* len) {

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "framework/core/error.h"
+#include "tests/support/temp_dir.h"
 #include "framework/model/safetensors.h"
 
 namespace kvlab::model {
@@ -18,20 +19,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-class TempDir {
- public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            (std::string("kvlab_init_") + info->name() + "_" + std::to_string(::getpid()));
-    fs::remove_all(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string sub(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
+using kvlab::testing::TempDir;
 
 std::string read_all(const std::string& path) {
   std::ifstream f(path, std::ios::binary);

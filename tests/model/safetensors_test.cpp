@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "framework/core/error.h"
+#include "tests/support/temp_dir.h"
 
 namespace kvlab::model {
 namespace {
@@ -16,21 +17,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-class TempDir {
- public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            (std::string("kvlab_st_") + info->name() + "_" + std::to_string(::getpid()));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
+using kvlab::testing::TempDir;
 
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream f(path, std::ios::binary);
@@ -68,7 +55,7 @@ TEST(SafeTensors, RoundTripF32Bf16F16AndIntegers) {
   const std::vector<int32_t> ints = {7, -8, 9};
   const std::vector<int64_t> longs = {1ll << 40};
   const std::vector<uint8_t> bytes = {1, 2, 3};  // odd size: later tensors end up unaligned
-  const std::string path = tmp.file("x.safetensors");
+  const std::string path = tmp.sub("x.safetensors");
   write_safetensors(path,
                     {{"a", DType::kF32, {2, 3}, a.data()},
                      {"u8", DType::kU8, {3}, bytes.data()},
@@ -135,7 +122,7 @@ TEST(SafeTensors, ShapeAndLookupErrorsNameTensorAndFile) {
   TempDir tmp;
   const float w[6] = {};
   const int32_t ids[2] = {};
-  const std::string path = tmp.file("m.safetensors");
+  const std::string path = tmp.sub("m.safetensors");
   write_safetensors(path, {{"w", DType::kF32, {2, 3}, w},
                            {"ids", DType::kI32, {2}, ids},
                            {"ids2", DType::kI32, {1, 2}, ids}});
@@ -152,14 +139,14 @@ TEST(SafeTensors, ShapeAndLookupErrorsNameTensorAndFile) {
   EXPECT_THAT([&] { st.matrix("ids"); }, ::testing::ThrowsMessage<Error>(HasSubstr("[2]")));
   EXPECT_THAT([&] { st.matrix("ids2"); }, ::testing::ThrowsMessage<Error>(HasSubstr("i32")));
   EXPECT_THAT([&] { st.vector("ids", 2); }, ::testing::ThrowsMessage<Error>(HasSubstr("i32")));
-  EXPECT_THAT([&] { SafeTensors::open(tmp.file("nope.safetensors")); },
+  EXPECT_THAT([&] { SafeTensors::open(tmp.sub("nope.safetensors")); },
               ::testing::ThrowsMessage<Error>(HasSubstr("nope.safetensors")));
 }
 
 TEST(SafeTensors, WriterRejectsBadInput) {
   TempDir tmp;
   const float w[2] = {};
-  const std::string path = tmp.file("w.safetensors");
+  const std::string path = tmp.sub("w.safetensors");
   EXPECT_THROW(write_safetensors(path, {{"a", DType::kF32, {2}, w}, {"a", DType::kF32, {2}, w}}),
                Error);
   EXPECT_THROW(write_safetensors(path, {{"a", DType::kF32, {-1}, w}}), Error);
@@ -167,7 +154,7 @@ TEST(SafeTensors, WriterRejectsBadInput) {
   EXPECT_THROW(write_safetensors(path, {{"a", DType::kF32, {2}, nullptr}}), Error);
   EXPECT_FALSE(fs::exists(path));
   EXPECT_FALSE(fs::exists(path + ".tmp"));
-  EXPECT_THAT([&] { write_safetensors(tmp.file("no/such/dir/x.safetensors"), {}); },
+  EXPECT_THAT([&] { write_safetensors(tmp.sub("no/such/dir/x.safetensors"), {}); },
               ::testing::ThrowsMessage<Error>(HasSubstr("x.safetensors")));
 }
 
@@ -244,7 +231,7 @@ TEST(SafeTensors, CorruptFileOnDiskNamesTheFile) {
   TempDir tmp;
   const float w[4] = {1, 2, 3, 4};
   const std::string good = safetensors_bytes({{"w", DType::kF32, {2, 2}, w}});
-  const std::string path = tmp.file("cut.safetensors");
+  const std::string path = tmp.sub("cut.safetensors");
   write_bytes(path, good.substr(0, good.size() - 3));
   EXPECT_THAT([&] { SafeTensors::open(path); },
               ::testing::ThrowsMessage<Error>(AllOf(HasSubstr(path), HasSubstr("'w'"))));
@@ -257,17 +244,17 @@ TEST(SafeTensors, ShardedIndexWithTwoShards) {
   const float a[4] = {1, 2, 3, 4};
   const float b[3] = {5, 6, 7};
   const float c[2] = {8, 9};
-  write_safetensors(tmp.file("model-00001-of-00002.safetensors"),
+  write_safetensors(tmp.sub("model-00001-of-00002.safetensors"),
                     {{"a", DType::kF32, {2, 2}, a}, {"b", DType::kF32, {3}, b}});
-  write_safetensors(tmp.file("model-00002-of-00002.safetensors"), {{"c", DType::kF32, {2}, c}});
+  write_safetensors(tmp.sub("model-00002-of-00002.safetensors"), {{"c", DType::kF32, {2}, c}});
   nlohmann::json index = {{"metadata", {{"total_size", 36}}},
                           {"weight_map",
                            {{"a", "model-00001-of-00002.safetensors"},
                             {"b", "model-00001-of-00002.safetensors"},
                             {"c", "model-00002-of-00002.safetensors"}}}};
-  write_bytes(tmp.file("model.safetensors.index.json"), index.dump());
+  write_bytes(tmp.sub("model.safetensors.index.json"), index.dump());
 
-  for (const std::string& p : {tmp.file("model.safetensors.index.json"), tmp.file("")}) {
+  for (const std::string& p : {tmp.sub("model.safetensors.index.json"), tmp.sub("")}) {
     SCOPED_TRACE(p);
     const SafeTensors st = SafeTensors::open(p);
     EXPECT_EQ(st.tensors().size(), 3u);
@@ -283,33 +270,33 @@ TEST(SafeTensors, ShardedIndexWithTwoShards) {
 
   // A tensor listed in the index but absent from its shard.
   index["weight_map"]["d"] = "model-00002-of-00002.safetensors";
-  write_bytes(tmp.file("model.safetensors.index.json"), index.dump());
-  EXPECT_THAT([&] { SafeTensors::open(tmp.file("model.safetensors.index.json")); },
+  write_bytes(tmp.sub("model.safetensors.index.json"), index.dump());
+  EXPECT_THAT([&] { SafeTensors::open(tmp.sub("model.safetensors.index.json")); },
               ::testing::ThrowsMessage<Error>(AllOf(HasSubstr("'d'"),
                                                     HasSubstr("model-00002-of-00002.safetensors"),
                                                     HasSubstr("model.safetensors.index.json"))));
   // A missing shard file.
   index["weight_map"]["d"] = "model-00003-of-00002.safetensors";
-  write_bytes(tmp.file("model.safetensors.index.json"), index.dump());
-  EXPECT_THAT([&] { SafeTensors::open(tmp.file("")); },
+  write_bytes(tmp.sub("model.safetensors.index.json"), index.dump());
+  EXPECT_THAT([&] { SafeTensors::open(tmp.sub("")); },
               ::testing::ThrowsMessage<Error>(HasSubstr("model-00003-of-00002.safetensors")));
   // A broken index.
-  write_bytes(tmp.file("model.safetensors.index.json"), "{\"weight_map\": 3}");
-  EXPECT_THAT([&] { SafeTensors::open(tmp.file("")); },
+  write_bytes(tmp.sub("model.safetensors.index.json"), "{\"weight_map\": 3}");
+  EXPECT_THAT([&] { SafeTensors::open(tmp.sub("")); },
               ::testing::ThrowsMessage<Error>(HasSubstr("weight_map")));
 }
 
 TEST(SafeTensors, DirectoryPrefersIndexThenSingleFile) {
   TempDir tmp;
-  EXPECT_THAT([&] { SafeTensors::open(tmp.file("")); },
+  EXPECT_THAT([&] { SafeTensors::open(tmp.sub("")); },
               ::testing::ThrowsMessage<Error>(HasSubstr("model.safetensors")));
   const float a[2] = {1, 2};
-  write_safetensors(tmp.file("model.safetensors"), {{"single", DType::kF32, {2}, a}});
-  EXPECT_TRUE(SafeTensors::open(tmp.file("")).has("single"));
-  write_safetensors(tmp.file("shard.safetensors"), {{"sharded", DType::kF32, {2}, a}});
-  write_bytes(tmp.file("model.safetensors.index.json"),
+  write_safetensors(tmp.sub("model.safetensors"), {{"single", DType::kF32, {2}, a}});
+  EXPECT_TRUE(SafeTensors::open(tmp.sub("")).has("single"));
+  write_safetensors(tmp.sub("shard.safetensors"), {{"sharded", DType::kF32, {2}, a}});
+  write_bytes(tmp.sub("model.safetensors.index.json"),
               R"({"weight_map": {"sharded": "shard.safetensors"}})");
-  const SafeTensors st = SafeTensors::open(tmp.file(""));
+  const SafeTensors st = SafeTensors::open(tmp.sub(""));
   EXPECT_TRUE(st.has("sharded"));
   EXPECT_FALSE(st.has("single"));
 }
@@ -317,10 +304,10 @@ TEST(SafeTensors, DirectoryPrefersIndexThenSingleFile) {
 TEST(SafeTensors, MappedDataOutlivesCopiesOfTheObject) {
   TempDir tmp;
   const float a[3] = {4, 5, 6};
-  write_safetensors(tmp.file("m.safetensors"), {{"v", DType::kF32, {3}, a}});
+  write_safetensors(tmp.sub("m.safetensors"), {{"v", DType::kF32, {3}, a}});
   SafeTensors copy;
   {
-    const SafeTensors st = SafeTensors::open(tmp.file("m.safetensors"));
+    const SafeTensors st = SafeTensors::open(tmp.sub("m.safetensors"));
     copy = st;
   }
   EXPECT_EQ(copy.vector("v", 3).at(1), 5.0f);
