@@ -36,10 +36,7 @@ class AdamW : public optim::Optimizer {
   //   v  = b2*v + (1 - b2)*g*g
   //   p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
   void step(std::span<optim::ParamBlock> params, double lr) override;
-  // Allocates zero moments for `params` (what step() does lazily on its first call), so that a
-  // checkpoint can be loaded into a fresh optimizer before any step. Idempotent for the same
-  // blocks; throws naming the block if names or sizes differ from the state already held.
-  void prepare(std::span<const optim::ParamBlock> params);
+  void prepare(std::span<const optim::ParamBlock> params) override;
   int64_t state_bytes() const override;
   // "m/<block name>" for every block, then "v/<block name>" for every block, in block order;
   // each [numel] f32. Empty before the first step() or prepare().

@@ -132,7 +132,8 @@ std::string le64(uint64_t v) {
 // ---- parsing ----
 
 std::vector<TensorInfo> parse_safetensors(const uint8_t* base, size_t size,
-                                          const std::string& file) {
+                                          const std::string& file,
+                                          std::map<std::string, std::string>* metadata) {
   if (size < 8)
     fail(file, ": truncated safetensors file (", size, " bytes, header length needs 8)");
   uint64_t n = 0;
@@ -158,8 +159,10 @@ std::vector<TensorInfo> parse_safetensors(const uint8_t* base, size_t size,
   for (const auto& [name, v] : j.items()) {
     if (name == "__metadata__") {
       if (!v.is_object()) fail(file, ": __metadata__ must be an object of strings");
-      for (const auto& [k, mv] : v.items())
+      for (const auto& [k, mv] : v.items()) {
         if (!mv.is_string()) fail(file, ": __metadata__ value for '", k, "' must be a string");
+        if (metadata) (*metadata)[k] = mv.get<std::string>();
+      }
       continue;
     }
     const std::string what = str(file, ": tensor '", name, "'");
@@ -277,7 +280,7 @@ SafeTensors SafeTensors::open(const std::string& path) {
   const bool is_index = file.size() >= 5 && file.compare(file.size() - 5, 5, ".json") == 0;
   if (!is_index) {
     auto m = std::make_shared<Mapping>(file);
-    for (auto& t : parse_safetensors(static_cast<const uint8_t*>(m->addr), m->size, file))
+    for (auto& t : parse_safetensors(static_cast<const uint8_t*>(m->addr), m->size, file, &st.metadata_))
       st.tensors_.emplace(t.name, std::move(t));
     st.maps_.push_back(std::move(m));
     return st;

@@ -29,8 +29,10 @@ struct TensorInfo {
 // Parses and validates a safetensors header held in memory: every tensor's offsets lie inside
 // the buffer, end - begin == numel * dtype size, no overlaps, no overflow. `file` names the file
 // in errors. data pointers are set relative to `base` (which has `size` bytes in total).
+// `metadata`, when given, receives the string map of "__metadata__".
 std::vector<TensorInfo> parse_safetensors(const uint8_t* base, size_t size,
-                                          const std::string& file);
+                                          const std::string& file,
+                                          std::map<std::string, std::string>* metadata = nullptr);
 
 // A set of tensors from one model.safetensors or from every shard of an index; files stay mapped
 // for the object's lifetime.
@@ -46,11 +48,14 @@ class SafeTensors {
   MatRef matrix(const std::string& name, int64_t rows = -1, int64_t cols = -1) const;
   VecRef vector(const std::string& name, int64_t n = -1) const;
   const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
+  // "__metadata__" of a single-file open (empty for a sharded index).
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
  private:
   struct Mapping;
   std::vector<std::shared_ptr<Mapping>> maps_;
   std::map<std::string, TensorInfo> tensors_;
+  std::map<std::string, std::string> metadata_;
   std::string source_;  // the path given to open() (named in errors)
 };
 

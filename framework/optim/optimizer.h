@@ -43,6 +43,10 @@ class Optimizer {
   // One update of every block with learning rate lr (already scheduled). Blocks come in the same
   // order and shapes on every call; state is created lazily on the first call.
   virtual void step(std::span<ParamBlock> params, double lr) = 0;
+  // Allocates the (zero) state for `params` — what step() does lazily on its first call — so a
+  // checkpoint can be loaded into a fresh optimizer. Idempotent for the same blocks; an error
+  // naming the block if names or sizes differ from the state already held.
+  virtual void prepare(std::span<const ParamBlock> params) = 0;
   // Exact bytes of optimizer state held now (moments, projections, buffers).
   virtual int64_t state_bytes() const = 0;
   // All state, for checkpoints; after a restore the next step() continues exactly.

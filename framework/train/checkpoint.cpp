@@ -26,25 +26,6 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return out + "]";
 }
 
-// The __metadata__ object of a safetensors file (SafeTensors does not expose it). The header was
-// already validated by SafeTensors::open.
-std::map<std::string, std::string> read_metadata(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, ": cannot open checkpoint");
-  uint8_t len_bytes[8];
-  in.read(reinterpret_cast<char*>(len_bytes), 8);
-  uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | len_bytes[i];  // u64 little-endian
-  std::string hdr(n, '\0');
-  in.read(hdr.data(), static_cast<std::streamsize>(n));
-  if (!in) fail(path, ": truncated safetensors header");
-  const Json j = Json::parse(hdr);
-  std::map<std::string, std::string> out;
-  if (auto it = j.find("__metadata__"); it != j.end())
-    for (const auto& [k, v] : it->items()) out[k] = v.get<std::string>();
-  return out;
-}
-
 }  // namespace
 
 void save_checkpoint(const std::string& path, std::span<const optim::ParamBlock> params,
@@ -67,7 +48,7 @@ void save_checkpoint(const std::string& path, std::span<const optim::ParamBlock>
 Json load_checkpoint(const std::string& path, std::span<optim::ParamBlock> params,
                      optim::Optimizer& opt) {
   const auto st = model::SafeTensors::open(path);
-  const auto meta = read_metadata(path);
+  const auto& meta = st.metadata();
   auto field = [&](const char* key) -> const std::string& {
     auto it = meta.find(key);
     if (it == meta.end()) fail(path, ": not a kvlab checkpoint (no '", key, "' in __metadata__)");

@@ -28,7 +28,7 @@ void save_checkpoint(const std::string& path, std::span<const optim::ParamBlock>
                      optim::Optimizer& opt, const nlohmann::json& loop_state);
 
 // Restores params' data, the optimizer's state tensors and step count from `path` and returns
-// the loop state. The optimizer must already hold its state tensors (AdamW::prepare, or one
+// the loop state. The optimizer must already hold its state tensors (Optimizer::prepare, or one
 // step). Every name and shape is checked before anything is written: a missing, extra or
 // mis-shaped tensor throws kvlab::Error naming the file and the tensor, and leaves params and
 // optimizer untouched.
