@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "framework/core/params.h"
+#include "framework/core/trace_sink.h"
 #include "framework/kv/kv_cache.h"
 #include "framework/model/llama.h"
 
@@ -24,6 +25,7 @@ struct RunContext {
   uint64_t seed = 0;
   int threads = 1;
   ThreadPool* pool = nullptr;
+  TraceSink* trace = nullptr;  // the run's trace.h5 (schema: results/README.md)
 };
 
 struct Experiment {

@@ -44,6 +44,20 @@ nlohmann::json run_ppl(const RunContext& ctx) {
     curve.push_back({{"start", b + 1}, {"end", e}, {"nll_mean", s / (e - b)}});
   }
   const MemoryReport mem = seq.memory();
+  if (ctx.trace) {
+    TraceSink& tr = *ctx.trace;
+    for (float x : r.nll) tr.append_scalar("samples/0/nll", x, "nats");
+    tr.set_attribute("samples/0/nll", "description",
+                     "-log p(token[i+1] | tokens[..i]) for i = 0..n-2, teacher forced");
+    for (int64_t l = 0; l < m.config().num_hidden_layers; ++l) {
+      const MemoryReport ml = seq.cache(l).memory();
+      const std::string p = str("final/layer_", l < 10 ? "0" : "", l, "/");
+      tr.append_scalar(p + "kv_device_bytes", static_cast<double>(ml.device_bytes), "bytes");
+      tr.append_scalar(p + "kv_host_bytes", static_cast<double>(ml.host_bytes), "bytes");
+      tr.append_scalar(p + "full_tokens", static_cast<double>(ml.full_tokens), "tokens");
+      seq.cache(l).trace(tr);
+    }
+  }
   return {{"perplexity", r.perplexity()},
           {"nll_mean", r.nll_sum / r.count()},
           {"tokens_scored", r.count()},

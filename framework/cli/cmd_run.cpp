@@ -21,6 +21,7 @@
 #include "framework/core/error.h"
 #include "framework/core/file_io.h"
 #include "framework/harness/run_config.h"
+#include "framework/io/trace_h5.h"
 #include "framework/model/model_init.h"
 #include "kvlab/build_info.h"
 
@@ -141,8 +142,13 @@ int cmd_run(int argc, char** argv, int first) {
   ctx.seed = static_cast<uint64_t>(c.seed);
   ctx.threads = threads;
   ctx.pool = &ThreadPool::global();
+  io::H5TraceSink trace((dir / "trace.h5").string());
+  trace.set_attribute("/", "config_resolved_yaml", c.resolved_yaml());
+  trace.set_attribute("/", "meta_json", meta.dump());
+  ctx.trace = &trace;
   const auto& exp = experiments::ExperimentRegistry::instance().find(c.experiment);
   nlohmann::json results = exp.run(ctx);
+  trace.close();
   results["point_id"] = c.point_id();
   meta["finished_utc"] = utc_now();
   write_file_atomic((dir / "meta.json").string(), meta.dump(2) + "\n");
