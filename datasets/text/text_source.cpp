@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "datasets/text/corpus.h"
 #include "framework/core/error.h"
 #include "framework/core/file_io.h"
 
@@ -49,6 +50,12 @@ std::string run_bible(const std::string& range) {
 
 std::string load_text(const std::string& spec) {
   if (spec.rfind("kjv:", 0) == 0) return run_bible(spec.substr(4));
+  if (spec.rfind("book:", 0) == 0) return load_book(spec.substr(5));
+  if (spec.rfind("corpus:", 0) == 0) {
+    std::string out;
+    for (const auto& d : corpus_split(spec.substr(7))) out += (out.empty() ? "" : "\n\n") + d.text;
+    return out;
+  }
   const std::string path = spec.rfind("file:", 0) == 0 ? spec.substr(5) : spec;
   return read_file(path);
 }
