@@ -1,0 +1,129 @@
+// AVX-512 inner tile of attention_bwd (train_kernels.h), D % 16 == 0, D <= 128. Called only
+// after the run-time ISA check in attention_bwd.
+//
+// One query row against a tile of 64 keys: S and dP are computed vectorised over keys from the
+// transposed tiles K^T, V^T [D, 64] (broadcast q[d], 4 FMAs per d: no horizontal sums); then per
+// visible key c: dV[c] += p dO, dK[c] += ds q, dQ += ds K[c] with q, dO, dQ held in ND = D/16
+// registers. 10 D flops per (row, key).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "framework/backend/cpu/train_kernels.h"
+
+namespace kvlab::cpu::detail {
+namespace {
+
+constexpr int kBc = 64;
+
+// Cephes-style expf with vscalefps (as kernels_avx512.cpp); x < -87.3 gives 0.
+inline __m512 exp512(__m512 x) {
+  const __m512 lo = _mm512_set1_ps(-87.33654f);
+  const __mmask16 valid = _mm512_cmp_ps_mask(x, lo, _CMP_GE_OQ);
+  x = _mm512_min_ps(_mm512_max_ps(x, lo), _mm512_set1_ps(88.37626f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.f)));
+  return _mm512_maskz_mov_ps(valid, _mm512_scalef_ps(p, n));
+}
+
+template <int ND>
+void tile(const AttnBwdTile& a) {
+  constexpr int D = ND * 16;
+  // No std:: templates here: an inline instantiation compiled with AVX-512 could be picked by
+  // the linker for baseline code (see simd_kernels.h).
+  __builtin_memset(a.dk, 0, sizeof(float) * kBc * D);
+  __builtin_memset(a.dv, 0, sizeof(float) * kBc * D);
+  alignas(64) float pbuf[kBc], dsbuf[kBc];
+  const __m512 vscale = _mm512_set1_ps(a.scale);
+  const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  for (int64_t t = a.c0; t < a.t_end; ++t) {
+    const float* qt = a.q + t * a.q_stride;
+    const float* ot = a.dout + t * a.q_stride;
+    float* dqt = a.dq + t * a.q_stride;
+    const int64_t vis_keys = t - a.c0 + 1 < a.n_keys ? t - a.c0 + 1 : a.n_keys;
+    const int e = static_cast<int>(vis_keys);
+    const int nc = (e + 15) / 16;
+    __m512 s[4], dp[4];
+    for (int j = 0; j < 4; ++j) s[j] = dp[j] = _mm512_setzero_ps();
+    if (nc == 4) {
+      for (int d = 0; d < D; ++d) {
+        const __m512 qd = _mm512_set1_ps(qt[d]), od = _mm512_set1_ps(ot[d]);
+        const float* kr = a.kt + d * kBc;
+        const float* vr = a.vt + d * kBc;
+        for (int j = 0; j < 4; ++j) {
+          s[j] = _mm512_fmadd_ps(qd, _mm512_loadu_ps(kr + 16 * j), s[j]);
+          dp[j] = _mm512_fmadd_ps(od, _mm512_loadu_ps(vr + 16 * j), dp[j]);
+        }
+      }
+    } else {
+      for (int d = 0; d < D; ++d) {
+        const __m512 qd = _mm512_set1_ps(qt[d]), od = _mm512_set1_ps(ot[d]);
+        const float* kr = a.kt + d * kBc;
+        const float* vr = a.vt + d * kBc;
+        for (int j = 0; j < nc; ++j) {
+          s[j] = _mm512_fmadd_ps(qd, _mm512_loadu_ps(kr + 16 * j), s[j]);
+          dp[j] = _mm512_fmadd_ps(od, _mm512_loadu_ps(vr + 16 * j), dp[j]);
+        }
+      }
+    }
+    const __m512 l = _mm512_set1_ps(a.lse[t * a.lse_stride]);
+    const __m512 dl = _mm512_set1_ps(a.delta[t * a.lse_stride]);
+    for (int j = 0; j < nc; ++j) {
+      const __mmask16 vis =
+          _mm512_cmplt_epi32_mask(_mm512_add_epi32(lane, _mm512_set1_epi32(16 * j)),
+                                  _mm512_set1_epi32(e));
+      const __m512 p = _mm512_maskz_mov_ps(vis, exp512(_mm512_fmsub_ps(vscale, s[j], l)));
+      _mm512_store_ps(pbuf + 16 * j, p);
+      _mm512_store_ps(dsbuf + 16 * j, _mm512_mul_ps(_mm512_mul_ps(p, vscale),
+                                                    _mm512_sub_ps(dp[j], dl)));
+    }
+    __m512 qv[ND], ov[ND], dqv[ND];
+    for (int i = 0; i < ND; ++i) {
+      qv[i] = _mm512_loadu_ps(qt + 16 * i);
+      ov[i] = _mm512_loadu_ps(ot + 16 * i);
+      dqv[i] = _mm512_setzero_ps();
+    }
+    for (int c = 0; c < e; ++c) {
+      const __m512 pc = _mm512_set1_ps(pbuf[c]), dsc = _mm512_set1_ps(dsbuf[c]);
+      float* dvr = a.dv + c * D;
+      float* dkr = a.dk + c * D;
+      const float* kc = a.k + c * a.k_stride;
+      for (int i = 0; i < ND; ++i) {
+        _mm512_storeu_ps(dvr + 16 * i, _mm512_fmadd_ps(pc, ov[i], _mm512_loadu_ps(dvr + 16 * i)));
+        _mm512_storeu_ps(dkr + 16 * i, _mm512_fmadd_ps(dsc, qv[i], _mm512_loadu_ps(dkr + 16 * i)));
+        dqv[i] = _mm512_fmadd_ps(dsc, _mm512_loadu_ps(kc + 16 * i), dqv[i]);
+      }
+    }
+    for (int i = 0; i < ND; ++i)
+      _mm512_storeu_ps(dqt + 16 * i, _mm512_add_ps(_mm512_loadu_ps(dqt + 16 * i), dqv[i]));
+  }
+}
+
+}  // namespace
+
+void attn_bwd_tile_avx512(const AttnBwdTile& a) {
+  switch (a.D) {
+    case 16: tile<1>(a); return;
+    case 32: tile<2>(a); return;
+    case 48: tile<3>(a); return;
+    case 64: tile<4>(a); return;
+    case 80: tile<5>(a); return;
+    case 96: tile<6>(a); return;
+    case 112: tile<7>(a); return;
+    case 128: tile<8>(a); return;
+    default: attn_bwd_tile_scalar(a); return;
+  }
+}
+
+}  // namespace kvlab::cpu::detail
