@@ -346,11 +346,7 @@ void TrainModel::forward(const int32_t* tokens, int64_t B, int64_t T, bool save)
     }
     rope_->apply(A.q, N, H, a.pos.data());
     rope_->apply(A.k, N, G, a.pos.data());
-    for (int64_t b = 0; b < B; ++b) {
-      cpu::KvView kv{A.k + b * T * GD, A.v + b * T * GD, T, D, GD, a.pos0.data()};
-      cpu::attention(A.q + b * T * HD, T, a.pos0.data(), kv, sh, A.att + b * T * HD,
-                     A.lse + b * T * H, pool_);
-    }
+    cpu::attention_fwd(A.q, A.k, A.v, B, T, sh, A.att, A.lse, pool_);
     // xmid = xin + att . Wo^T (+ bo): o_proj output goes to xn2 as scratch.
     gemm_nt(A.att, W.wo, A.xn2, N, C, HD, 0.f);
     if (W.bo) add_bias(A.xn2, W.bo, N, C);

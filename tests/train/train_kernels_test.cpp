@@ -113,6 +113,16 @@ TEST_P(AttnGolden, ForwardAndBackward) {
   EXPECT_TRUE(testing::all_close(out.data(), want_out.data(), out.size(), 1e-4 * max_abs(want_out), 0));
   EXPECT_TRUE(testing::all_close(lse.data(), want_lse.data(), lse.size(), 1e-5 * max_abs(want_lse), 1e-6));
 
+  // The training forward (own kernel on AVX-512, cpu::attention otherwise) on every ISA path.
+  for (Isa isa : {Isa::kScalar, Isa::kAvx512}) {
+    if (!isa_supported(isa)) continue;
+    ScopedIsa scoped(isa);
+    std::vector<float> o2(out.size(), NAN), l2(lse.size(), NAN);
+    attention_fwd(q.data(), k.data(), v.data(), B, T, sh, o2.data(), l2.data(), pool);
+    EXPECT_TRUE(testing::all_close(o2.data(), want_out.data(), o2.size(), 1e-4 * max_abs(want_out), 0)) << isa_name(isa);
+    EXPECT_TRUE(testing::all_close(l2.data(), want_lse.data(), l2.size(), 1e-5 * max_abs(want_lse), 1e-6)) << isa_name(isa);
+  }
+
   const auto wdq = rd(g + "dq"), wdk = rd(g + "dk"), wdv = rd(g + "dv");
   std::vector<Isa> isas = {Isa::kScalar};
   if (isa_supported(Isa::kAvx512)) isas.push_back(Isa::kAvx512);

@@ -100,6 +100,60 @@ void attn_bwd_tile_scalar(const AttnBwdTile& a) {
 
 }  // namespace detail
 
+void attention_fwd(const float* q, const float* k, const float* v, int64_t B, int64_t T,
+                   const AttentionShape& sh, float* out, float* lse, ThreadPool& pool) {
+  const int64_t H = sh.H, G = sh.G, D = sh.D;
+  KVLAB_CHECK(H > 0 && G > 0 && D > 0 && H % G == 0) << "attention_fwd: H=" << H << " G=" << G;
+  const int64_t grp = H / G, HD = H * D, GD = G * D;
+  if (!(active_isa() == Isa::kAvx512 && D % 16 == 0 && D <= 128)) {
+    std::vector<int32_t> pos(static_cast<size_t>(T));
+    for (int64_t t = 0; t < T; ++t) pos[static_cast<size_t>(t)] = static_cast<int32_t>(t);
+    for (int64_t b = 0; b < B; ++b) {
+      const KvView kv{k + b * T * GD, v + b * T * GD, T, D, GD, pos.data()};
+      attention(q + b * T * HD, T, pos.data(), kv, sh, out + b * T * HD, lse + b * T * H, pool);
+    }
+    return;
+  }
+  pool.parallel_tasks(B * H, [&](int64_t task, int) {
+    const int64_t b = task / H, h = task % H, g = h / grp;
+    thread_local std::vector<float> buf;
+    buf.resize(static_cast<size_t>(kBc * D + 2 * T));
+    float* kt = buf.data();
+    float* m = kt + kBc * D;
+    float* l = m + T;
+    std::fill(m, m + T, -std::numeric_limits<float>::infinity());
+    std::fill(l, l + T, 0.f);
+    const float* kb = k + b * T * GD + g * D;
+    const float* vb = v + b * T * GD + g * D;
+    float* ob = out + b * T * HD + h * D;
+    for (int64_t t = 0; t < T; ++t) std::fill(ob + t * HD, ob + t * HD + D, 0.f);
+    detail::AttnBwdTile a{};
+    a.q = q + b * T * HD + h * D;
+    a.dq = ob;  // accumulator rows
+    a.q_stride = HD;
+    a.kt = kt;
+    a.k_stride = GD;
+    a.t_end = T;
+    a.D = D;
+    a.scale = sh.scale;
+    for (int64_t c0 = 0; c0 < T; c0 += kBc) {
+      const int64_t n = std::min(kBc, T - c0);
+      for (int64_t d = 0; d < D; ++d)
+        for (int64_t c = 0; c < kBc; ++c) kt[d * kBc + c] = c < n ? kb[(c0 + c) * GD + d] : 0.f;
+      a.k = vb + c0 * GD;  // value rows
+      a.c0 = c0;
+      a.n_keys = n;
+      detail::attn_fwd_tile_avx512(a, m, l);
+    }
+    float* lb = lse + b * T * H + h;
+    for (int64_t t = 0; t < T; ++t) {
+      const float inv = 1.f / l[t];
+      for (int64_t d = 0; d < D; ++d) ob[t * HD + d] *= inv;
+      lb[t * H] = m[t] + std::log(l[t]);
+    }
+  });
+}
+
 int64_t attention_bwd_ws_floats(int64_t B, int64_t T, const AttentionShape& sh) {
   return B * T * sh.H + 2 * B * sh.H * T * sh.D;
 }

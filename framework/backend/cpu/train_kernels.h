@@ -25,6 +25,15 @@ void rmsnorm_bwd(const float* dy, const float* x, const float* w, const float* r
 // dg = dh u s(g) (1 + g (1 - s(g))), du = dh silu(g). Overwrites dg, du (may alias g, u).
 void swiglu_bwd(const float* g, const float* u, const float* dh, float* dg, float* du, int64_t n);
 
+// ---- Causal GQA attention forward for training ----
+// Same result as cpu::attention over B sequences at positions 0..T-1: out [B, T, H, D] and
+// lse [B, T, H] from q [B, T, H, D], k, v [B, T, G, D]. Parallel over (b, query head); keys in
+// tiles of 64 (K^T, V tiles in L1), per query row an online softmax vectorised over the tile's
+// keys. Falls back to cpu::attention per sequence without AVX-512 or when D % 16 != 0.
+// Cost: 4 D flops per visible (query, key) pair and head.
+void attention_fwd(const float* q, const float* k, const float* v, int64_t B, int64_t T,
+                   const AttentionShape& sh, float* out, float* lse, ThreadPool& pool);
+
 // ---- Causal GQA attention backward (FlashAttention-2 style, recomputing) ----
 // Sequences b < B of T tokens at positions 0..T-1. q, o, dout, dq: [B, T, H, D]; k, v, dk, dv:
 // [B, T, G, D]; lse: [B, T, H] from cpu::attention (natural log of sum exp(scale q.k)).
@@ -54,6 +63,7 @@ double cross_entropy_rows(float* logits, const int32_t* targets, const float* we
 
 namespace detail {
 // Inner tile of attention_bwd for one (sequence, query head, key tile): see train_kernels.cpp.
+// attention_fwd reuses it: dq = output accumulator rows, k = value rows, kt = K^T tile.
 struct AttnBwdTile {
   const float* q;     // q[t * q_stride + d] (this head)
   const float* dout;  // same layout as q
@@ -74,6 +84,8 @@ struct AttnBwdTile {
   float* dv;  // [64, D]
 };
 void attn_bwd_tile_scalar(const AttnBwdTile& a);
+// Forward: folds a key tile into per-row online-softmax states m[t], l[t], acc = out rows.
+void attn_fwd_tile_avx512(const AttnBwdTile& a, float* m, float* l);
 void attn_bwd_tile_avx512(const AttnBwdTile& a);  // D % 16 == 0 only
 }  // namespace detail
 

@@ -110,7 +110,85 @@ void tile(const AttnBwdTile& a) {
   }
 }
 
+// Forward: for each row t >= c0, s = scale q.K^T over the tile's visible keys, then the online
+// softmax update m' = max(m, max s), alpha = e^(m - m'), l = alpha l + sum e^(s - m'),
+// acc = alpha acc + sum_c e^(s_c - m') v_c (acc is the out row, t >= c0 only).
+template <int ND>
+void fwd_tile(const AttnBwdTile& a, float* m, float* l) {
+  constexpr int D = ND * 16;
+  alignas(64) float pbuf[kBc];
+  const __m512 vscale = _mm512_set1_ps(a.scale);
+  const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  const __m512 ninf = _mm512_set1_ps(-__builtin_inff());
+  for (int64_t t = a.c0; t < a.t_end; ++t) {
+    const float* qt = a.q + t * a.q_stride;
+    float* acc = a.dq + t * a.q_stride;
+    const int64_t vis_keys = t - a.c0 + 1 < a.n_keys ? t - a.c0 + 1 : a.n_keys;
+    const int e = static_cast<int>(vis_keys);
+    const int nc = (e + 15) / 16;
+    __m512 s[4];
+    for (int j = 0; j < 4; ++j) s[j] = _mm512_setzero_ps();
+    if (nc == 4) {
+      for (int d = 0; d < D; ++d) {
+        const __m512 qd = _mm512_set1_ps(qt[d]);
+        const float* kr = a.kt + d * kBc;
+        for (int j = 0; j < 4; ++j) s[j] = _mm512_fmadd_ps(qd, _mm512_loadu_ps(kr + 16 * j), s[j]);
+      }
+    } else {
+      for (int d = 0; d < D; ++d) {
+        const __m512 qd = _mm512_set1_ps(qt[d]);
+        const float* kr = a.kt + d * kBc;
+        for (int j = 0; j < nc; ++j) s[j] = _mm512_fmadd_ps(qd, _mm512_loadu_ps(kr + 16 * j), s[j]);
+      }
+    }
+    __m512 mx = ninf;
+    for (int j = 0; j < nc; ++j) {
+      const __mmask16 vis =
+          _mm512_cmplt_epi32_mask(_mm512_add_epi32(lane, _mm512_set1_epi32(16 * j)),
+                                  _mm512_set1_epi32(e));
+      s[j] = _mm512_mask_mov_ps(ninf, vis, _mm512_mul_ps(s[j], vscale));
+      mx = _mm512_max_ps(mx, s[j]);
+    }
+    const float m_old = m[t];
+    const float m_new = m_old > _mm512_reduce_max_ps(mx) ? m_old : _mm512_reduce_max_ps(mx);
+    const __m512 mn = _mm512_set1_ps(m_new);
+    __m512 lsum = _mm512_setzero_ps();
+    for (int j = 0; j < nc; ++j) {
+      const __m512 p = exp512(_mm512_sub_ps(s[j], mn));  // -inf - m -> 0
+      lsum = _mm512_add_ps(lsum, p);
+      _mm512_store_ps(pbuf + 16 * j, p);
+    }
+    const float alpha = m_old == -__builtin_inff() ? 0.f
+                        : _mm512_cvtss_f32(exp512(_mm512_set1_ps(m_old - m_new)));
+    l[t] = l[t] * alpha + _mm512_reduce_add_ps(lsum);
+    m[t] = m_new;
+    __m512 av[ND];
+    const __m512 va = _mm512_set1_ps(alpha);
+    for (int i = 0; i < ND; ++i) av[i] = _mm512_mul_ps(va, _mm512_loadu_ps(acc + 16 * i));
+    for (int c = 0; c < e; ++c) {
+      const __m512 pc = _mm512_set1_ps(pbuf[c]);
+      const float* vc = a.k + c * a.k_stride;  // value rows passed in a.k for the forward
+      for (int i = 0; i < ND; ++i) av[i] = _mm512_fmadd_ps(pc, _mm512_loadu_ps(vc + 16 * i), av[i]);
+    }
+    for (int i = 0; i < ND; ++i) _mm512_storeu_ps(acc + 16 * i, av[i]);
+  }
+}
+
 }  // namespace
+
+void attn_fwd_tile_avx512(const AttnBwdTile& a, float* m, float* l) {
+  switch (a.D) {
+    case 16: fwd_tile<1>(a, m, l); return;
+    case 32: fwd_tile<2>(a, m, l); return;
+    case 48: fwd_tile<3>(a, m, l); return;
+    case 64: fwd_tile<4>(a, m, l); return;
+    case 80: fwd_tile<5>(a, m, l); return;
+    case 96: fwd_tile<6>(a, m, l); return;
+    case 112: fwd_tile<7>(a, m, l); return;
+    case 128: fwd_tile<8>(a, m, l); return;
+    default: return;  // D checked by the caller
+  }
+}
 
 void attn_bwd_tile_avx512(const AttnBwdTile& a) {
   switch (a.D) {
