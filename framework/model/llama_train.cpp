@@ -99,7 +99,6 @@ struct TrainModel::Acts {
   // backward scratch
   float *dx, *dxn, *dq, *dk, *dv, *datt, *dg, *du, *act, *attn_ws, *norm_ws, *logits;
   std::vector<int32_t> pos;  // [N] t within its sequence
-  std::vector<int32_t> pos0;  // [T] 0..T-1
 };
 
 TrainModel::TrainModel(const ModelConfig& cfg, ThreadPool& pool)
@@ -239,8 +238,6 @@ void TrainModel::ensure(int64_t B, int64_t T, bool save) {
   const int64_t N = B * T;
   Acts& a = *acts_;
   a.pos.resize(static_cast<size_t>(N));
-  a.pos0.resize(static_cast<size_t>(T));
-  for (int64_t t = 0; t < T; ++t) a.pos0[static_cast<size_t>(t)] = static_cast<int32_t>(t);
   for (int64_t i = 0; i < N; ++i) a.pos[static_cast<size_t>(i)] = static_cast<int32_t>(i % T);
   if (N <= a.cap && (a.saved || !save)) return;
   const int64_t C = c.hidden_size, F = c.intermediate_size, V = c.vocab_size;
@@ -281,7 +278,7 @@ void TrainModel::ensure(int64_t B, int64_t T, bool save) {
   const int64_t attn_ws = cpu::attention_bwd_ws_floats(1, n, sh);
   const int64_t norm_ws = static_cast<int64_t>(pool_.threads()) * C;
   const int64_t chunk = std::min(n, kHeadChunk);
-  const int64_t misc = n * C * 3 + n + (a.saved ? n * (C * 2 + HD * 2 + GD * 2 + F * 3) + attn_ws
+  const int64_t misc = n * C * 3 + n + (a.saved ? n * (C + HD * 2 + GD * 2 + F * 3) + attn_ws
                                                  : 0) +
                        norm_ws + chunk * V;
   a.misc = Buffer();
@@ -309,7 +306,6 @@ void TrainModel::ensure(int64_t B, int64_t T, bool save) {
     a.du = take(n * F);
     a.act = take(n * F);
     a.attn_ws = take(attn_ws);
-    (void)take(n * C);  // spare
   }
 }
 
@@ -354,8 +350,8 @@ void TrainModel::forward(const int32_t* tokens, int64_t B, int64_t T, bool save)
     cpu::rmsnorm_fwd(xmid, N, C, W.mlp_norm, eps, A.xn2, A.rstd2, pool_);
     gemm_nt(A.xn2, W.wg, A.gate, N, F, C, 0.f);
     gemm_nt(A.xn2, W.wu, A.up, N, F, C, 0.f);
-    // h = silu(gate) * up into xn1-sized scratch? F > C in general: use a.dg when saved, else
-    // overwrite up (not needed afterwards in eval mode).
+    // h [N, F] = silu(gate) * up: into act when saved (backward recomputes it anyway), else
+    // over up (eval mode needs neither afterwards).
     float* h = save ? a.act : A.up;
     pool_.parallel_for(N, [&](int64_t r0, int64_t r1, int) {
       cpu::swiglu(A.gate + r0 * F, A.up + r0 * F, h + r0 * F, (r1 - r0) * F);
@@ -364,8 +360,7 @@ void TrainModel::forward(const int32_t* tokens, int64_t B, int64_t T, bool save)
     if (xout != xmid) std::memcpy(xout, xmid, sizeof(float) * N * C);
     gemm_nt(h, W.wd, xout, N, C, F, 1.f);
   }
-  float* xf = save ? a.x : a.x;
-  cpu::rmsnorm_fwd(xf, N, C, final_norm_, eps, a.xnf, a.rstdf, pool_);
+  cpu::rmsnorm_fwd(a.x, N, C, final_norm_, eps, a.xnf, a.rstdf, pool_);
 }
 
 double TrainModel::head_loss(const int32_t* targets, const float* w, int64_t N, bool grad) {
