@@ -196,6 +196,25 @@ TEST(TrainModel, ExportRoundTripAndRandomInit) {
   EXPECT_NE(Model::load(dir), nullptr);
 }
 
+// The API as an optimizer sees it: plain SGD over params() memorises a short sequence.
+TEST(TrainModel, SgdOverParamsLowersTheLoss) {
+  ThreadPool pool(2);
+  TrainModel m(preset_config("tiny"), 3, 0.02, pool);
+  const int64_t B = 2, T = 33;
+  std::vector<int32_t> tok(B * T), tgt(B * T);
+  for (int64_t i = 0; i < B * T; ++i) tok[i] = static_cast<int32_t>((i * 7) % 50);
+  for (int64_t i = 0; i < B * T; ++i) tgt[i] = (i + 1) % T == 0 ? -1 : tok[i + 1];
+  const double first = m.forward_loss(tok.data(), tgt.data(), nullptr, B, T);
+  for (int step = 0; step < 80; ++step) {
+    m.zero_grad();
+    m.forward_backward(tok.data(), tgt.data(), nullptr, B, T);
+    for (auto& p : m.params())
+      for (int64_t i = 0; i < p.numel(); ++i) p.data[i] -= 1.0f * p.grad[i];
+  }
+  const double last = m.forward_loss(tok.data(), tgt.data(), nullptr, B, T);
+  EXPECT_LT(last, 0.5 * first) << "first " << first << " last " << last;
+}
+
 TEST(TrainModel, RejectsBadInput) {
   ModelConfig cfg = preset_config("tiny");
   ThreadPool pool(1);
