@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 
 #include "framework/backend/cpu/train_kernels.h"
 #include "framework/core/error.h"
@@ -34,22 +35,44 @@ class BlasThreads {
 
 int I(int64_t x) { return static_cast<int>(x); }
 
+// GEMMs run single-threaded in OpenBLAS, split over the ThreadPool by independent output rows
+// (OpenBLAS's own threads spin in sched_yield between calls and compete with the pool's
+// attention work on a 2-core machine). Splits below kMinRows rows per worker are not made.
+constexpr int64_t kMinRows = 64;
+
+void split(ThreadPool& pool, int64_t M, const std::function<void(int64_t, int64_t)>& fn) {
+  if (pool.threads() == 1 || M < 2 * kMinRows) {
+    fn(0, M);
+    return;
+  }
+  pool.parallel_for(M, [&](int64_t m0, int64_t m1, int) {
+    if (m1 > m0) fn(m0, m1);
+  });
+}
+
 // C[M, N] = A[M, K] . B[N, K]^T + beta C   (forward of y = x W^T: 2 M N K flops)
-void gemm_nt(const float* A, const float* B, float* C, int64_t M, int64_t N, int64_t K,
-             float beta) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, I(M), I(N), I(K), 1.f, A, I(K), B, I(K),
-              beta, C, I(N));
+void gemm_nt(ThreadPool& pool, const float* A, const float* B, float* C, int64_t M, int64_t N,
+             int64_t K, float beta) {
+  split(pool, M, [&](int64_t m0, int64_t m1) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, I(m1 - m0), I(N), I(K), 1.f, A + m0 * K,
+                I(K), B, I(K), beta, C + m0 * N, I(N));
+  });
 }
 // C[M, K] = A[M, N] . B[N, K] + beta C   (dx = dy W)
-void gemm_nn(const float* A, const float* B, float* C, int64_t M, int64_t N, int64_t K,
-             float beta) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, I(M), I(K), I(N), 1.f, A, I(N), B, I(K),
-              beta, C, I(K));
+void gemm_nn(ThreadPool& pool, const float* A, const float* B, float* C, int64_t M, int64_t N,
+             int64_t K, float beta) {
+  split(pool, M, [&](int64_t m0, int64_t m1) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, I(m1 - m0), I(K), I(N), 1.f,
+                A + m0 * N, I(N), B, I(K), beta, C + m0 * K, I(K));
+  });
 }
-// C[N, K] += A[M, N]^T . B[M, K]   (dW += dy^T x)
-void gemm_tn_acc(const float* A, const float* B, float* C, int64_t M, int64_t N, int64_t K) {
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, I(N), I(K), I(M), 1.f, A, I(N), B, I(K),
-              1.f, C, I(K));
+// C[N, K] += A[M, N]^T . B[M, K]   (dW += dy^T x), split over the N rows of C.
+void gemm_tn_acc(ThreadPool& pool, const float* A, const float* B, float* C, int64_t M, int64_t N,
+                 int64_t K) {
+  split(pool, N, [&](int64_t n0, int64_t n1) {
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, I(n1 - n0), I(K), I(M), 1.f, A + n0,
+                I(N), B, I(K), 1.f, C + n0 * K, I(K));
+  });
 }
 
 // y[N, n] += b[n]
@@ -332,9 +355,9 @@ void TrainModel::forward(const int32_t* tokens, int64_t B, int64_t T, bool save)
     float* xout = save ? (l + 1 < c.num_hidden_layers ? a.layers[static_cast<size_t>(l + 1)].xin : a.x)
                        : a.x;
     cpu::rmsnorm_fwd(xin, N, C, W.attn_norm, eps, A.xn1, A.rstd1, pool_);
-    gemm_nt(A.xn1, W.wq, A.q, N, HD, C, 0.f);
-    gemm_nt(A.xn1, W.wk, A.k, N, GD, C, 0.f);
-    gemm_nt(A.xn1, W.wv, A.v, N, GD, C, 0.f);
+    gemm_nt(pool_, A.xn1, W.wq, A.q, N, HD, C, 0.f);
+    gemm_nt(pool_, A.xn1, W.wk, A.k, N, GD, C, 0.f);
+    gemm_nt(pool_, A.xn1, W.wv, A.v, N, GD, C, 0.f);
     if (W.bq) {
       add_bias(A.q, W.bq, N, HD);
       add_bias(A.k, W.bk, N, GD);
@@ -344,12 +367,12 @@ void TrainModel::forward(const int32_t* tokens, int64_t B, int64_t T, bool save)
     rope_->apply(A.k, N, G, a.pos.data());
     cpu::attention_fwd(A.q, A.k, A.v, B, T, sh, A.att, A.lse, pool_);
     // xmid = xin + att . Wo^T (+ bo): o_proj output goes to xn2 as scratch.
-    gemm_nt(A.att, W.wo, A.xn2, N, C, HD, 0.f);
+    gemm_nt(pool_, A.att, W.wo, A.xn2, N, C, HD, 0.f);
     if (W.bo) add_bias(A.xn2, W.bo, N, C);
     for (int64_t i = 0; i < N * C; ++i) xmid[i] = xin[i] + A.xn2[i];
     cpu::rmsnorm_fwd(xmid, N, C, W.mlp_norm, eps, A.xn2, A.rstd2, pool_);
-    gemm_nt(A.xn2, W.wg, A.gate, N, F, C, 0.f);
-    gemm_nt(A.xn2, W.wu, A.up, N, F, C, 0.f);
+    gemm_nt(pool_, A.xn2, W.wg, A.gate, N, F, C, 0.f);
+    gemm_nt(pool_, A.xn2, W.wu, A.up, N, F, C, 0.f);
     // h [N, F] = silu(gate) * up: into act when saved (backward recomputes it anyway), else
     // over up (eval mode needs neither afterwards).
     float* h = save ? a.act : A.up;
@@ -358,7 +381,7 @@ void TrainModel::forward(const int32_t* tokens, int64_t B, int64_t T, bool save)
     });
     // xout = xmid + h . Wd^T
     if (xout != xmid) std::memcpy(xout, xmid, sizeof(float) * N * C);
-    gemm_nt(h, W.wd, xout, N, C, F, 1.f);
+    gemm_nt(pool_, h, W.wd, xout, N, C, F, 1.f);
   }
   cpu::rmsnorm_fwd(a.x, N, C, final_norm_, eps, a.xnf, a.rstdf, pool_);
 }
@@ -373,12 +396,12 @@ double TrainModel::head_loss(const int32_t* targets, const float* w, int64_t N, 
   double loss = 0;
   for (int64_t r0 = 0; r0 < N; r0 += kHeadChunk) {
     const int64_t rows = std::min(kHeadChunk, N - r0);
-    gemm_nt(a.xnf + r0 * C, head_, a.logits, rows, V, C, 0.f);
+    gemm_nt(pool_, a.xnf + r0 * C, head_, a.logits, rows, V, C, 0.f);
     loss += cpu::cross_entropy_rows(a.logits, targets + r0, w ? w + r0 : nullptr, rows, V,
                                     1.0 / norm, grad, pool_);
     if (grad) {
-      gemm_nn(a.logits, head_, a.dxn + r0 * C, rows, V, C, 0.f);
-      gemm_tn_acc(a.logits, a.xnf + r0 * C, dhead_, rows, V, C);
+      gemm_nn(pool_, a.logits, head_, a.dxn + r0 * C, rows, V, C, 0.f);
+      gemm_tn_acc(pool_, a.logits, a.xnf + r0 * C, dhead_, rows, V, C);
     }
   }
   return loss / norm;
@@ -401,21 +424,21 @@ void TrainModel::backward(const int32_t* tokens, int64_t B, int64_t T) {
     pool_.parallel_for(N, [&](int64_t r0, int64_t r1, int) {
       cpu::swiglu(A.gate + r0 * F, A.up + r0 * F, a.act + r0 * F, (r1 - r0) * F);
     });
-    gemm_nn(a.dx, W.wd, a.dg, N, C, F, 0.f);       // dh [N, F]
-    gemm_tn_acc(a.dx, a.act, W.dwd, N, C, F);       // dWd [C, F]
+    gemm_nn(pool_, a.dx, W.wd, a.dg, N, C, F, 0.f);       // dh [N, F]
+    gemm_tn_acc(pool_, a.dx, a.act, W.dwd, N, C, F);       // dWd [C, F]
     pool_.parallel_for(N, [&](int64_t r0, int64_t r1, int) {
       cpu::swiglu_bwd(A.gate + r0 * F, A.up + r0 * F, a.dg + r0 * F, a.dg + r0 * F,
                       a.du + r0 * F, (r1 - r0) * F);
     });
-    gemm_nn(a.dg, W.wg, a.dxn, N, F, C, 0.f);
-    gemm_nn(a.du, W.wu, a.dxn, N, F, C, 1.f);
-    gemm_tn_acc(a.dg, A.xn2, W.dwg, N, F, C);
-    gemm_tn_acc(a.du, A.xn2, W.dwu, N, F, C);
+    gemm_nn(pool_, a.dg, W.wg, a.dxn, N, F, C, 0.f);
+    gemm_nn(pool_, a.du, W.wu, a.dxn, N, F, C, 1.f);
+    gemm_tn_acc(pool_, a.dg, A.xn2, W.dwg, N, F, C);
+    gemm_tn_acc(pool_, a.du, A.xn2, W.dwu, N, F, C);
     cpu::rmsnorm_bwd(a.dxn, A.xmid, W.mlp_norm, A.rstd2, N, C, a.dx, W.d_mlp_norm, a.norm_ws,
                      pool_);
     // Attention: out = att . Wo^T (+ bo).
-    gemm_nn(a.dx, W.wo, a.datt, N, C, HD, 0.f);
-    gemm_tn_acc(a.dx, A.att, W.dwo, N, C, HD);
+    gemm_nn(pool_, a.dx, W.wo, a.datt, N, C, HD, 0.f);
+    gemm_tn_acc(pool_, a.dx, A.att, W.dwo, N, C, HD);
     if (W.dbo) bias_grad(a.dx, W.dbo, N, C);
     cpu::attention_bwd(A.q, A.k, A.v, A.att, A.lse, a.datt, B, T, sh, a.dq, a.dk, a.dv,
                        a.attn_ws, pool_);
@@ -427,12 +450,12 @@ void TrainModel::backward(const int32_t* tokens, int64_t B, int64_t T) {
       bias_grad(a.dk, W.dbk, N, GD);
       bias_grad(a.dv, W.dbv, N, GD);
     }
-    gemm_nn(a.dq, W.wq, a.dxn, N, HD, C, 0.f);
-    gemm_nn(a.dk, W.wk, a.dxn, N, GD, C, 1.f);
-    gemm_nn(a.dv, W.wv, a.dxn, N, GD, C, 1.f);
-    gemm_tn_acc(a.dq, A.xn1, W.dwq, N, HD, C);
-    gemm_tn_acc(a.dk, A.xn1, W.dwk, N, GD, C);
-    gemm_tn_acc(a.dv, A.xn1, W.dwv, N, GD, C);
+    gemm_nn(pool_, a.dq, W.wq, a.dxn, N, HD, C, 0.f);
+    gemm_nn(pool_, a.dk, W.wk, a.dxn, N, GD, C, 1.f);
+    gemm_nn(pool_, a.dv, W.wv, a.dxn, N, GD, C, 1.f);
+    gemm_tn_acc(pool_, a.dq, A.xn1, W.dwq, N, HD, C);
+    gemm_tn_acc(pool_, a.dk, A.xn1, W.dwk, N, GD, C);
+    gemm_tn_acc(pool_, a.dv, A.xn1, W.dwv, N, GD, C);
     cpu::rmsnorm_bwd(a.dxn, A.xin, W.attn_norm, A.rstd1, N, C, a.dx, W.d_attn_norm, a.norm_ws,
                      pool_);
   }
@@ -447,7 +470,7 @@ void TrainModel::backward(const int32_t* tokens, int64_t B, int64_t T) {
 double TrainModel::forward_backward(const int32_t* tokens, const int32_t* targets,
                                     const float* loss_weight, int64_t B, int64_t T) {
   KVLAB_CHECK(B > 0 && T > 0) << "forward_backward: B=" << B << " T=" << T;
-  BlasThreads bt(pool_.threads());
+  BlasThreads bt(1);
   ensure(B, T, /*save=*/true);
   forward(tokens, B, T, /*save=*/true);
   const double loss = head_loss(targets, loss_weight, B * T, /*grad=*/true);
@@ -460,7 +483,7 @@ double TrainModel::forward_backward(const int32_t* tokens, const int32_t* target
 double TrainModel::forward_loss(const int32_t* tokens, const int32_t* targets,
                                 const float* loss_weight, int64_t B, int64_t T) {
   KVLAB_CHECK(B > 0 && T > 0) << "forward_loss: B=" << B << " T=" << T;
-  BlasThreads bt(pool_.threads());
+  BlasThreads bt(1);
   ensure(B, T, /*save=*/false);
   forward(tokens, B, T, acts_->saved);
   return head_loss(targets, loss_weight, B * T, /*grad=*/false);
@@ -468,10 +491,10 @@ double TrainModel::forward_loss(const int32_t* tokens, const int32_t* targets,
 
 void TrainModel::forward_logits(const int32_t* tokens, int64_t B, int64_t T, float* logits) {
   KVLAB_CHECK(B > 0 && T > 0) << "forward_logits: B=" << B << " T=" << T;
-  BlasThreads bt(pool_.threads());
+  BlasThreads bt(1);
   ensure(B, T, /*save=*/false);
   forward(tokens, B, T, acts_->saved);
-  gemm_nt(acts_->xnf, head_, logits, B * T, cfg_.vocab_size, cfg_.hidden_size, 0.f);
+  gemm_nt(pool_, acts_->xnf, head_, logits, B * T, cfg_.vocab_size, cfg_.hidden_size, 0.f);
 }
 
 void TrainModel::export_hf(const std::string& dir, DType dtype) const {
