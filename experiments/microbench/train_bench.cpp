@@ -9,7 +9,8 @@
 // Unset (this VM's CPUID makes OpenBLAS pick its SSE3 "Prescott" kernels): 512: 1,098;
 // 2K: 894. PyTorch 1.13 on the same shape (torch_llama.py + autograd, plain softmax attention,
 // 1 thread, same core type): SkylakeX 512: 1,796, 2K: 400; unset 512: ~600, 2K: 242.
-// Two threads gave 1,963 tok/s at 4K when the second core was free.
+// Two threads (GEMMs split by rows over the pool), best of runs while other jobs shared the
+// cores: 512: 5,928; 2K (B 4): 2,215; 4K: 1,939 (wall figures varied up to 2x with the load).
 #include <benchmark/benchmark.h>
 
 #include <memory>
