@@ -1,0 +1,353 @@
+// AVX-512 inner tile of attention_bwd (train_kernels.h), D % 16 == 0, D <= 128. Called only
+// after the run-time ISA check in attention_bwd.
+//
+// One query row against a tile of 64 keys: S and dP are computed vectorised over keys from the
+// transposed tiles K^T, V^T [D, 64] (broadcast q[d], 4 FMAs per d: no horizontal sums); then per
+// visible key c: dV[c] += p dO, dK[c] += ds q, dQ += ds K[c] with q, dO, dQ held in ND = D/16
+// registers. 10 D flops per (row, key).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "framework/backend/cpu/train_kernels.h"
+
+namespace kvlab::cpu::detail {
+namespace {
+
+constexpr int kBc = 64;
+
+// Cephes-style expf with vscalefps (as kernels_avx512.cpp); x < -87.3 gives 0.
+inline __m512 exp512(__m512 x) {
+  const __m512 lo = _mm512_set1_ps(-87.33654f);
+  const __mmask16 valid = _mm512_cmp_ps_mask(x, lo, _CMP_GE_OQ);
+  x = _mm512_min_ps(_mm512_max_ps(x, lo), _mm512_set1_ps(88.37626f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.f)));
+  return _mm512_maskz_mov_ps(valid, _mm512_scalef_ps(p, n));
+}
+
+// Backward, R rows t0.. that see all 64 keys of a full tile: K^T, V^T, dK, dV and K loads are
+// shared by the R rows.
+template <int ND, int R>
+inline void bwd_rows_full(const AttnBwdTile& a, int64_t t0) {
+  constexpr int D = ND * 16;
+  alignas(64) float pbuf[R][kBc], dsbuf[R][kBc];
+  const __m512 vscale = _mm512_set1_ps(a.scale);
+  __m512 s[R][4], dp[R][4];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < 4; ++j) s[r][j] = dp[r][j] = _mm512_setzero_ps();
+  const float *qt[R], *ot[R];
+  for (int r = 0; r < R; ++r) {
+    qt[r] = a.q + (t0 + r) * a.q_stride;
+    ot[r] = a.dout + (t0 + r) * a.q_stride;
+  }
+  for (int d = 0; d < D; ++d) {
+    const float* kr = a.kt + d * kBc;
+    const float* vr = a.vt + d * kBc;
+    for (int j = 0; j < 4; ++j) {
+      const __m512 kk = _mm512_loadu_ps(kr + 16 * j), vv = _mm512_loadu_ps(vr + 16 * j);
+      for (int r = 0; r < R; ++r) {
+        s[r][j] = _mm512_fmadd_ps(_mm512_set1_ps(qt[r][d]), kk, s[r][j]);
+        dp[r][j] = _mm512_fmadd_ps(_mm512_set1_ps(ot[r][d]), vv, dp[r][j]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    const int64_t t = t0 + r;
+    const __m512 lv = _mm512_set1_ps(a.lse[t * a.lse_stride]);
+    const __m512 dl = _mm512_set1_ps(a.delta[t * a.lse_stride]);
+    for (int j = 0; j < 4; ++j) {
+      const __m512 p = exp512(_mm512_fmsub_ps(vscale, s[r][j], lv));
+      _mm512_store_ps(pbuf[r] + 16 * j, p);
+      _mm512_store_ps(dsbuf[r] + 16 * j,
+                      _mm512_mul_ps(_mm512_mul_ps(p, vscale), _mm512_sub_ps(dp[r][j], dl)));
+    }
+  }
+  __m512 qv[R][ND], ov[R][ND], dqv[R][ND];
+  for (int r = 0; r < R; ++r)
+    for (int i = 0; i < ND; ++i) {
+      qv[r][i] = _mm512_loadu_ps(qt[r] + 16 * i);
+      ov[r][i] = _mm512_loadu_ps(ot[r] + 16 * i);
+      dqv[r][i] = _mm512_setzero_ps();
+    }
+  for (int c = 0; c < kBc; ++c) {
+    float* dvr = a.dv + c * D;
+    float* dkr = a.dk + c * D;
+    const float* kc = a.k + c * a.k_stride;
+    for (int i = 0; i < ND; ++i) {
+      __m512 dvv = _mm512_loadu_ps(dvr + 16 * i), dkv = _mm512_loadu_ps(dkr + 16 * i);
+      const __m512 kv = _mm512_loadu_ps(kc + 16 * i);
+      for (int r = 0; r < R; ++r) {
+        const __m512 pc = _mm512_set1_ps(pbuf[r][c]), dsc = _mm512_set1_ps(dsbuf[r][c]);
+        dvv = _mm512_fmadd_ps(pc, ov[r][i], dvv);
+        dkv = _mm512_fmadd_ps(dsc, qv[r][i], dkv);
+        dqv[r][i] = _mm512_fmadd_ps(dsc, kv, dqv[r][i]);
+      }
+      _mm512_storeu_ps(dvr + 16 * i, dvv);
+      _mm512_storeu_ps(dkr + 16 * i, dkv);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    float* dqt = a.dq + (t0 + r) * a.q_stride;
+    for (int i = 0; i < ND; ++i)
+      _mm512_storeu_ps(dqt + 16 * i, _mm512_add_ps(_mm512_loadu_ps(dqt + 16 * i), dqv[r][i]));
+  }
+}
+
+template <int ND>
+void tile(const AttnBwdTile& a) {
+  constexpr int D = ND * 16;
+  // No std:: templates here: an inline instantiation compiled with AVX-512 could be picked by
+  // the linker for baseline code (see simd_kernels.h).
+  __builtin_memset(a.dk, 0, sizeof(float) * kBc * D);
+  __builtin_memset(a.dv, 0, sizeof(float) * kBc * D);
+  alignas(64) float pbuf[kBc], dsbuf[kBc];
+  const __m512 vscale = _mm512_set1_ps(a.scale);
+  const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  constexpr int R = ND <= 4 ? 2 : 1;
+  for (int64_t t = a.c0; t < a.t_end; ++t) {
+    if (a.n_keys == kBc && t >= a.c0 + kBc - 1) {
+      for (; t + R <= a.t_end; t += R) bwd_rows_full<ND, R>(a, t);
+      for (; t < a.t_end; ++t) bwd_rows_full<ND, 1>(a, t);
+      break;
+    }
+    const float* qt = a.q + t * a.q_stride;
+    const float* ot = a.dout + t * a.q_stride;
+    float* dqt = a.dq + t * a.q_stride;
+    const int64_t vis_keys = t - a.c0 + 1 < a.n_keys ? t - a.c0 + 1 : a.n_keys;
+    const int e = static_cast<int>(vis_keys);
+    const int nc = (e + 15) / 16;
+    __m512 s[4], dp[4];
+    for (int j = 0; j < 4; ++j) s[j] = dp[j] = _mm512_setzero_ps();
+    if (nc == 4) {
+      for (int d = 0; d < D; ++d) {
+        const __m512 qd = _mm512_set1_ps(qt[d]), od = _mm512_set1_ps(ot[d]);
+        const float* kr = a.kt + d * kBc;
+        const float* vr = a.vt + d * kBc;
+        for (int j = 0; j < 4; ++j) {
+          s[j] = _mm512_fmadd_ps(qd, _mm512_loadu_ps(kr + 16 * j), s[j]);
+          dp[j] = _mm512_fmadd_ps(od, _mm512_loadu_ps(vr + 16 * j), dp[j]);
+        }
+      }
+    } else {
+      for (int d = 0; d < D; ++d) {
+        const __m512 qd = _mm512_set1_ps(qt[d]), od = _mm512_set1_ps(ot[d]);
+        const float* kr = a.kt + d * kBc;
+        const float* vr = a.vt + d * kBc;
+        for (int j = 0; j < nc; ++j) {
+          s[j] = _mm512_fmadd_ps(qd, _mm512_loadu_ps(kr + 16 * j), s[j]);
+          dp[j] = _mm512_fmadd_ps(od, _mm512_loadu_ps(vr + 16 * j), dp[j]);
+        }
+      }
+    }
+    const __m512 l = _mm512_set1_ps(a.lse[t * a.lse_stride]);
+    const __m512 dl = _mm512_set1_ps(a.delta[t * a.lse_stride]);
+    for (int j = 0; j < nc; ++j) {
+      const __mmask16 vis =
+          _mm512_cmplt_epi32_mask(_mm512_add_epi32(lane, _mm512_set1_epi32(16 * j)),
+                                  _mm512_set1_epi32(e));
+      const __m512 p = _mm512_maskz_mov_ps(vis, exp512(_mm512_fmsub_ps(vscale, s[j], l)));
+      _mm512_store_ps(pbuf + 16 * j, p);
+      _mm512_store_ps(dsbuf + 16 * j, _mm512_mul_ps(_mm512_mul_ps(p, vscale),
+                                                    _mm512_sub_ps(dp[j], dl)));
+    }
+    __m512 qv[ND], ov[ND], dqv[ND];
+    for (int i = 0; i < ND; ++i) {
+      qv[i] = _mm512_loadu_ps(qt + 16 * i);
+      ov[i] = _mm512_loadu_ps(ot + 16 * i);
+      dqv[i] = _mm512_setzero_ps();
+    }
+    for (int c = 0; c < e; ++c) {
+      const __m512 pc = _mm512_set1_ps(pbuf[c]), dsc = _mm512_set1_ps(dsbuf[c]);
+      float* dvr = a.dv + c * D;
+      float* dkr = a.dk + c * D;
+      const float* kc = a.k + c * a.k_stride;
+      for (int i = 0; i < ND; ++i) {
+        _mm512_storeu_ps(dvr + 16 * i, _mm512_fmadd_ps(pc, ov[i], _mm512_loadu_ps(dvr + 16 * i)));
+        _mm512_storeu_ps(dkr + 16 * i, _mm512_fmadd_ps(dsc, qv[i], _mm512_loadu_ps(dkr + 16 * i)));
+        dqv[i] = _mm512_fmadd_ps(dsc, _mm512_loadu_ps(kc + 16 * i), dqv[i]);
+      }
+    }
+    for (int i = 0; i < ND; ++i)
+      _mm512_storeu_ps(dqt + 16 * i, _mm512_add_ps(_mm512_loadu_ps(dqt + 16 * i), dqv[i]));
+  }
+}
+
+// Forward, R rows t0..t0+R-1 that see all 64 keys of the tile: the K^T and V loads are shared
+// by the R rows (R * 4 + R * ND accumulators in registers).
+template <int ND, int R>
+inline void fwd_rows_full(const AttnBwdTile& a, int64_t t0, float* m, float* l) {
+  constexpr int D = ND * 16;
+  alignas(64) float pbuf[R][kBc];
+  const __m512 vscale = _mm512_set1_ps(a.scale);
+  __m512 s[R][4];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < 4; ++j) s[r][j] = _mm512_setzero_ps();
+  const float* qt[R];
+  for (int r = 0; r < R; ++r) qt[r] = a.q + (t0 + r) * a.q_stride;
+  for (int d = 0; d < D; ++d) {
+    const float* kr = a.kt + d * kBc;
+    const __m512 k0 = _mm512_loadu_ps(kr), k1 = _mm512_loadu_ps(kr + 16);
+    const __m512 k2 = _mm512_loadu_ps(kr + 32), k3 = _mm512_loadu_ps(kr + 48);
+    for (int r = 0; r < R; ++r) {
+      const __m512 qd = _mm512_set1_ps(qt[r][d]);
+      s[r][0] = _mm512_fmadd_ps(qd, k0, s[r][0]);
+      s[r][1] = _mm512_fmadd_ps(qd, k1, s[r][1]);
+      s[r][2] = _mm512_fmadd_ps(qd, k2, s[r][2]);
+      s[r][3] = _mm512_fmadd_ps(qd, k3, s[r][3]);
+    }
+  }
+  __m512 av[R][ND];
+  for (int r = 0; r < R; ++r) {
+    const int64_t t = t0 + r;
+    __m512 mx = _mm512_mul_ps(s[r][0], vscale);
+    for (int j = 0; j < 4; ++j) {
+      s[r][j] = _mm512_mul_ps(s[r][j], vscale);
+      mx = _mm512_max_ps(mx, s[r][j]);
+    }
+    const float tile_max = _mm512_reduce_max_ps(mx);
+    const float m_old = m[t];
+    const float m_new = m_old > tile_max ? m_old : tile_max;
+    const __m512 mn = _mm512_set1_ps(m_new);
+    __m512 lsum = _mm512_setzero_ps();
+    for (int j = 0; j < 4; ++j) {
+      const __m512 p = exp512(_mm512_sub_ps(s[r][j], mn));
+      lsum = _mm512_add_ps(lsum, p);
+      _mm512_store_ps(pbuf[r] + 16 * j, p);
+    }
+    const float alpha = m_old == -__builtin_inff() ? 0.f
+                        : _mm512_cvtss_f32(exp512(_mm512_set1_ps(m_old - m_new)));
+    l[t] = l[t] * alpha + _mm512_reduce_add_ps(lsum);
+    m[t] = m_new;
+    const __m512 va = _mm512_set1_ps(alpha);
+    const float* acc = a.dq + t * a.q_stride;
+    for (int i = 0; i < ND; ++i) av[r][i] = _mm512_mul_ps(va, _mm512_loadu_ps(acc + 16 * i));
+  }
+  for (int c = 0; c < kBc; ++c) {
+    const float* vc = a.k + c * a.k_stride;
+    __m512 vv[ND];
+    for (int i = 0; i < ND; ++i) vv[i] = _mm512_loadu_ps(vc + 16 * i);
+    for (int r = 0; r < R; ++r) {
+      const __m512 pc = _mm512_set1_ps(pbuf[r][c]);
+      for (int i = 0; i < ND; ++i) av[r][i] = _mm512_fmadd_ps(pc, vv[i], av[r][i]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    float* acc = a.dq + (t0 + r) * a.q_stride;
+    for (int i = 0; i < ND; ++i) _mm512_storeu_ps(acc + 16 * i, av[r][i]);
+  }
+}
+
+// Forward: for each row t >= c0, s = scale q.K^T over the tile's visible keys, then the online
+// softmax update m' = max(m, max s), alpha = e^(m - m'), l = alpha l + sum e^(s - m'),
+// acc = alpha acc + sum_c e^(s_c - m') v_c (acc is the out row, t >= c0 only).
+template <int ND>
+void fwd_tile(const AttnBwdTile& a, float* m, float* l) {
+  constexpr int D = ND * 16;
+  alignas(64) float pbuf[kBc];
+  const __m512 vscale = _mm512_set1_ps(a.scale);
+  const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  const __m512 ninf = _mm512_set1_ps(-__builtin_inff());
+  constexpr int R = ND <= 2 ? 4 : (ND <= 4 ? 2 : 1);
+  for (int64_t t = a.c0; t < a.t_end; ++t) {
+    // Rows that see the whole (full) tile go R at a time.
+    if (a.n_keys == kBc && t >= a.c0 + kBc - 1) {
+      for (; t + R <= a.t_end; t += R) fwd_rows_full<ND, R>(a, t, m, l);
+      for (; t < a.t_end; ++t) fwd_rows_full<ND, 1>(a, t, m, l);
+      break;
+    }
+    const float* qt = a.q + t * a.q_stride;
+    float* acc = a.dq + t * a.q_stride;
+    const int64_t vis_keys = t - a.c0 + 1 < a.n_keys ? t - a.c0 + 1 : a.n_keys;
+    const int e = static_cast<int>(vis_keys);
+    const int nc = (e + 15) / 16;
+    __m512 s[4];
+    for (int j = 0; j < 4; ++j) s[j] = _mm512_setzero_ps();
+    if (nc == 4) {
+      for (int d = 0; d < D; ++d) {
+        const __m512 qd = _mm512_set1_ps(qt[d]);
+        const float* kr = a.kt + d * kBc;
+        for (int j = 0; j < 4; ++j) s[j] = _mm512_fmadd_ps(qd, _mm512_loadu_ps(kr + 16 * j), s[j]);
+      }
+    } else {
+      for (int d = 0; d < D; ++d) {
+        const __m512 qd = _mm512_set1_ps(qt[d]);
+        const float* kr = a.kt + d * kBc;
+        for (int j = 0; j < nc; ++j) s[j] = _mm512_fmadd_ps(qd, _mm512_loadu_ps(kr + 16 * j), s[j]);
+      }
+    }
+    __m512 mx = ninf;
+    for (int j = 0; j < nc; ++j) {
+      const __mmask16 vis =
+          _mm512_cmplt_epi32_mask(_mm512_add_epi32(lane, _mm512_set1_epi32(16 * j)),
+                                  _mm512_set1_epi32(e));
+      s[j] = _mm512_mask_mov_ps(ninf, vis, _mm512_mul_ps(s[j], vscale));
+      mx = _mm512_max_ps(mx, s[j]);
+    }
+    const float m_old = m[t];
+    const float m_new = m_old > _mm512_reduce_max_ps(mx) ? m_old : _mm512_reduce_max_ps(mx);
+    const __m512 mn = _mm512_set1_ps(m_new);
+    __m512 lsum = _mm512_setzero_ps();
+    for (int j = 0; j < nc; ++j) {
+      const __m512 p = exp512(_mm512_sub_ps(s[j], mn));  // -inf - m -> 0
+      lsum = _mm512_add_ps(lsum, p);
+      _mm512_store_ps(pbuf + 16 * j, p);
+    }
+    const float alpha = m_old == -__builtin_inff() ? 0.f
+                        : _mm512_cvtss_f32(exp512(_mm512_set1_ps(m_old - m_new)));
+    l[t] = l[t] * alpha + _mm512_reduce_add_ps(lsum);
+    m[t] = m_new;
+    __m512 av[ND];
+    const __m512 va = _mm512_set1_ps(alpha);
+    for (int i = 0; i < ND; ++i) av[i] = _mm512_mul_ps(va, _mm512_loadu_ps(acc + 16 * i));
+    for (int c = 0; c < e; ++c) {
+      const __m512 pc = _mm512_set1_ps(pbuf[c]);
+      const float* vc = a.k + c * a.k_stride;  // value rows passed in a.k for the forward
+      for (int i = 0; i < ND; ++i) av[i] = _mm512_fmadd_ps(pc, _mm512_loadu_ps(vc + 16 * i), av[i]);
+    }
+    for (int i = 0; i < ND; ++i) _mm512_storeu_ps(acc + 16 * i, av[i]);
+  }
+}
+
+}  // namespace
+
+void attn_fwd_tile_avx512(const AttnBwdTile& a, float* m, float* l) {
+  switch (a.D) {
+    case 16: fwd_tile<1>(a, m, l); return;
+    case 32: fwd_tile<2>(a, m, l); return;
+    case 48: fwd_tile<3>(a, m, l); return;
+    case 64: fwd_tile<4>(a, m, l); return;
+    case 80: fwd_tile<5>(a, m, l); return;
+    case 96: fwd_tile<6>(a, m, l); return;
+    case 112: fwd_tile<7>(a, m, l); return;
+    case 128: fwd_tile<8>(a, m, l); return;
+    default: return;  // D checked by the caller
+  }
+}
+
+void attn_bwd_tile_avx512(const AttnBwdTile& a) {
+  switch (a.D) {
+    case 16: tile<1>(a); return;
+    case 32: tile<2>(a); return;
+    case 48: tile<3>(a); return;
+    case 64: tile<4>(a); return;
+    case 80: tile<5>(a); return;
+    case 96: tile<6>(a); return;
+    case 112: tile<7>(a); return;
+    case 128: tile<8>(a); return;
+    default: attn_bwd_tile_scalar(a); return;
+  }
+}
+
+}  // namespace kvlab::cpu::detail
