@@ -11,8 +11,11 @@ $SUDO apt-get install -y -q --no-install-recommends \
   libgtest-dev libgmock-dev libbenchmark-dev \
   libhdf5-dev hdf5-tools libyaml-cpp-dev nlohmann-json3-dev \
   libopenblas-dev liblapacke-dev libpcre2-dev \
-  python3-torch python3-h5py python3-numpy \
-  bible-kjv
+  python3-torch python3-h5py python3-numpy
+# Public-domain text read where Debian installs it (datasets/text/corpus.cpp): the King James
+# Bible, and Project Gutenberg books shipped as test data in Go source packages.
+$SUDO apt-get install -y -q --no-install-recommends \
+  bible-kjv golang-github-andybalholm-brotli-dev golang-github-pierrec-lz4-dev
 # node and npm: the Debian packages conflict with a NodeSource node already present; install only if absent.
 if ! command -v npm >/dev/null 2>&1; then $SUDO apt-get install -y -q nodejs npm; fi
 # Reference tokenizer (transformers.js's tokenizer code) and real tokenizer.json files, for the

@@ -1,5 +1,5 @@
 // kvlab's public-domain training corpus (issue "Training loop and kvlab-tiny", item 4): books that
-// Debian packages install (never committed; scripts/corpus-packages.txt lists the packages), each
+// Debian packages install (never committed; scripts/install-deps.sh installs the packages), each
 // with a name, its package and a loader that returns clean text (Gutenberg header/footer and
 // verse labels removed, hard-wrapped lines joined into paragraphs separated by "\n\n").
 //

@@ -6,6 +6,7 @@
 #include "framework/cli/args.h"
 #include "framework/cli/commands.h"
 #include "framework/core/error.h"
+#include "framework/core/file_io.h"
 #include "framework/core/timer.h"
 #include "framework/model/safetensors.h"
 #include "framework/model/tokenizer.h"
@@ -46,7 +47,7 @@ int cmd_tokenizer_train(int argc, char** argv, int first) {
   const std::string json = model::bpe_tokenizer_json(m);
   // Round-trip check: the file must load with kvlab's own tokenizer.
   (void)model::Tokenizer::from_json(json, a.get("out"));
-  model::write_file_atomic(a.get("out"), json);
+  write_file_atomic(a.get("out"), json);
   std::fprintf(stderr,
                "tokenizer train: %lld bytes, %lld pre-tokens (%zu distinct) in %.1f s; %zu merges, "
                "vocabulary %zu (last merge count %lld) in %.1f s; wrote %s\n",

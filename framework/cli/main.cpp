@@ -19,6 +19,7 @@ const Command kCommands[] = {
     {"run", kvlab::cli::cmd_run, "run an experiment from a YAML config (configs/quickstart.yaml)"},
     {"model init", kvlab::cli::cmd_model_init, "write a random model in the Hugging Face layout"},
     {"tokenize", kvlab::cli::cmd_tokenize, "print a text's token ids as a JSON array"},
+    {"tokenizer train", kvlab::cli::cmd_tokenizer_train, "train a byte-level BPE tokenizer.json"},
     {"logits", kvlab::cli::cmd_logits, "write full-cache logits of a text to HDF5"},
     {"generate", kvlab::cli::cmd_generate, "generate text (greedy or seeded sampling)"},
     {"ppl", kvlab::cli::cmd_ppl, "perplexity of a text file"},

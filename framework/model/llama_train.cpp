@@ -10,6 +10,7 @@
 
 #include "framework/backend/cpu/train_kernels.h"
 #include "framework/core/error.h"
+#include "framework/core/file_io.h"
 #include "framework/core/rng.h"
 #include "framework/model/safetensors.h"
 

@@ -99,8 +99,12 @@ TEST(Synthetic, AnswerSpansDecodeToTheAnswer) {
           in_needle = in_needle || (s.role == Role::kNeedle && s.text.find(ex.answer) != std::string::npos);
         EXPECT_TRUE(in_needle) << task << ": " << ex.answer;
       }
-      if (task == "passkey") EXPECT_EQ(ex.answer.size(), 5u);
-      if (task == "needle" || task == "multikey") EXPECT_EQ(ex.answer.size(), 7u);
+      if (task == "passkey") {
+        EXPECT_EQ(ex.answer.size(), 5u);
+      }
+      if (task == "needle" || task == "multikey") {
+        EXPECT_EQ(ex.answer.size(), 7u);
+      }
     }
   }
 }
@@ -159,7 +163,9 @@ TEST(Synthetic, HeldOutWordingIsDisjoint) {
         if (!s.empty()) train.insert(s);
     for (const auto& t : templates(task, "heldout"))
       for (const auto& s : {t.intro, t.fact, t.question, t.prefix})
-        if (!s.empty()) EXPECT_EQ(train.count(s), 0u) << task << ": '" << s << "'";
+        if (!s.empty()) {
+          EXPECT_EQ(train.count(s), 0u) << task << ": '" << s << "'";
+        }
   }
   // Benchmark wordings are held out.
   bool longlora = false;

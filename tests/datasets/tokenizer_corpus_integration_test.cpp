@@ -1,5 +1,5 @@
 // Trains the 4096-token tokenizer on the training corpus (needs the Debian packages of
-// scripts/corpus-packages.txt; skips without them) and checks speed and held-out compression.
+// scripts/install-deps.sh; skips without them) and checks speed and held-out compression.
 #include <gtest/gtest.h>
 
 #include "datasets/text/corpus.h"

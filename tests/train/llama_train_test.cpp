@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "framework/backend/cpu/cpu_features.h"
+#include "framework/core/file_io.h"
 #include "framework/core/thread_pool.h"
 #include "framework/io/h5_file.h"
 #include "framework/kv/kv_cache.h"
