@@ -436,7 +436,8 @@ int main(int argc, char** argv) {
   J["openblas_config"] = blas_config;
   J["openblas_note"] =
       "Debian's OpenBLAS 0.3.21 does not recognise this Xeon and selects its generic 'Prescott' "
-      "(SSE3) kernels; kvlab and torch both call this same system OpenBLAS for GEMM.";
+      "(SSE3) kernels. Debian's torch 1.13 reports BLAS_INFO=generic and also ships MKL-DNN "
+      "(oneDNN) 2.6.3 with AVX-512 kernels, so its GEMMs need not go through this OpenBLAS.";
   utsname un{};
   uname(&un);
   J["kernel"] = std::string(un.release);
@@ -448,7 +449,8 @@ int main(int argc, char** argv) {
   std::printf("OPENBLAS_CORETYPE=%s   openblas_get_config(): %s\n", coretype ? coretype : "(unset)",
               blas_config.c_str());
   std::printf("  note: OpenBLAS 0.3.21 does not recognise this Xeon (core 'Prescott' above);\n"
-              "        kvlab and torch both use this same system OpenBLAS for GEMM.\n");
+              "        Debian's torch 1.13 (BLAS_INFO=generic) also ships oneDNN 2.6.3 with AVX-512\n"
+              "        kernels, so torch's GEMMs need not go through this OpenBLAS.\n");
   std::fflush(stdout);
 
   // 1. sysinfo
