@@ -84,10 +84,30 @@ bool is_decimal(char32_t c) {
   return in_ranges(kPyDecimal, c);
 }
 
+namespace {
+
+// CPython handle_capital_sigma: U+03A3 is final (-> U+03C2) in
+// \p{cased}\p{case-ignorable}* U+03A3 !(\p{case-ignorable}*\p{cased}).
+bool final_sigma(std::u32string_view s, size_t i) {
+  size_t j = i;
+  while (j > 0 && in_ranges(kPyCaseIgnorable, s[j - 1])) --j;
+  if (j == 0 || !in_ranges(kPyCased, s[j - 1])) return false;
+  size_t k = i + 1;
+  while (k < s.size() && in_ranges(kPyCaseIgnorable, s[k])) ++k;
+  return k == s.size() || !in_ranges(kPyCased, s[k]);
+}
+
+}  // namespace
+
 U32 lower(std::u32string_view s) {
   U32 out;
   out.reserve(s.size());
-  for (char32_t c : s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char32_t c = s[i];
+    if (c == 0x3A3) {
+      out += final_sigma(s, i) ? U'\u03C2' : U'\u03C3';
+      continue;
+    }
     if (c < 0x80) {
       out += (c >= 'A' && c <= 'Z') ? c + 32 : c;
       continue;

@@ -457,7 +457,26 @@ seg_texts = [
     "𠀀生僻字𠀁和emoji😀混排", "台湾的黄色小鸭", "这是一个伸手不见五指的黑夜。我叫孙悟空，我爱北京，我爱Python和C++。",
     "今天天气很好", "委员会决定明年增加教育投入，并改善农村学校的条件。", "韩冰冰在2012.5.3号买了iphone7plus",
 ]
+# Random texts: dictionary words, single CJK characters (HMM paths), ASCII runs and punctuation.
+dict_words = [l.split(" ")[0] for l in open(os.path.join(os.path.dirname(jieba.__file__), "dict.txt"),
+                                                 encoding="utf-8")]
+pieces = ["，", "。", " ", "\r\n", "\n", "abc", "GPU", "3.14", "50%", "C++", "-", "_x", "．", "\u3000"]
+for _ in range(300):
+    parts = []
+    for _ in range(rng.randint(1, 20)):
+        r = rng.random()
+        parts.append(rng.choice(dict_words) if r < 0.55 else
+                     chr(rng.randint(0x4E00, 0x9FD5)) if r < 0.85 else rng.choice(pieces))
+    seg_texts.append("".join(parts))
 segs = [{"text": t, "tokens": list(jieba.cut(t, cut_all=False))} for t in seg_texts]
+
+# normalize_answer / normalize_zh_answer outputs (str.lower with Final_Sigma, Unicode \b, split).
+norm_texts = [
+    "ΣΊΣΥΦΟΣ ΌΣ. Σ AΣ\u0301 AΣ'B", "İİ the İ a", "An AN an-An the_the 'the' «the»",
+    "Ǆ ǅ ǈ Ⅻ ⓐ Ⓐ ＡＢＣ", "x\u0085y\u001cz\u2028w  tab\tend", "١٢٣ ٤ the ٣",
+    "Straße STRASSE ß ẞ", "ΑΣ ΑΣ1 ΑΣ_ Σ", "  ！？。the、中文，，Ａ  ", "a\u200bthe\u200ban",
+]
+norms = [{"text": t, "en": normalize_answer(t), "zh": normalize_zh_answer(t)} for t in norm_texts]
 
 # numpy mean (LongBench-E buckets).
 means = []
@@ -473,11 +492,8 @@ out = {
         "longbench_metrics": "THUDM/LongBench@2e00731f LongBench/metrics.py (restated)",
         "rouge": "pltrdy rouge 1.0.1 ROUGE-L (restated)",
     },
-    "cases": cases, "segmentation": segs, "means": means,
+    "cases": cases, "segmentation": segs, "means": means, "normalize": norms,
 }
 with open(os.path.join(HERE, "metrics_goldens.json"), "w", encoding="utf-8") as f:
     json.dump(out, f, ensure_ascii=False, indent=1)
 print(len(cases), "cases,", len(segs), "segmentations,", len(means), "means")
-for c in cases:
-    if c["metric"] in ("rouge_score", "rouge_zh_score") and c["answer"] == "w0":
-        print(c["metric"], len(c["prediction"].split()), c["value"])

@@ -4,7 +4,10 @@ depend on (benchmarks.md 1.6), taken from the running interpreter's unicodedata:
   - str.lower() mappings that differ from identity (full mapping: U+0130 grows to 2 code points);
   - word characters of `re` on str (`\\b`, `\\w`): ch.isalnum() or ch == '_';
   - `\\d` of `re` on str: ch.isdecimal() (Unicode Nd);
-  - whitespace of str.split() / `\\s`: ch.isspace().
+  - whitespace of str.split() / `\\s`: ch.isspace();
+  - the Final_Sigma rule of str.lower() (U+03A3 -> U+03C2): case-ignorable characters, and cased
+    ones among the rest, probed through str.lower() itself (CPython's handle_capital_sigma only
+    consults "cased" on a character that is not case-ignorable).
 Run: /usr/bin/python3 tests/golden/longbench/make_unicode_tables.py > datasets/longbench/py_unicode_tables.inc
 """
 import sys
@@ -51,3 +54,21 @@ print("};")
 emit_ranges("kPyWord", ranges(lambda c: c.isalnum() or c == "_"))
 emit_ranges("kPyDecimal", ranges(lambda c: c.isdecimal()))
 emit_ranges("kPySpace", ranges(lambda c: c.isspace()))
+
+
+def probe_ignorable(c):
+    # "A" c "Σ" ends in ς iff ign(c) or cased(c); "AΣ" c keeps ς iff ign(c) or not cased(c).
+    return ("A" + c + "\u03a3").lower().endswith("\u03c2") and \
+        ("A\u03a3" + c).lower()[1] == "\u03c2"
+
+
+def probe_cased_nonignorable(c):
+    return not probe_ignorable(c) and (c + "\u03a3").lower().endswith("\u03c2")
+
+
+def ok(c):
+    return not (0xD800 <= ord(c) <= 0xDFFF)
+
+
+emit_ranges("kPyCaseIgnorable", ranges(lambda c: ok(c) and probe_ignorable(c)))
+emit_ranges("kPyCased", ranges(lambda c: ok(c) and probe_cased_nonignorable(c)))
