@@ -384,7 +384,14 @@ double score_one(const std::string& metric, std::string_view pred, std::string_v
   if (metric == "retrieval_zh_score") return retrieval_zh_score(pred, gt);
   if (metric == "count_score") return count_score(pred, gt);
   if (metric == "code_sim_score") return code_sim_score(pred, gt, fl);
-  const auto hint = did_you_mean(metric, metric_names());
+  check_metric_name(metric);
+  fail("unreachable: metric '", metric, "'");
+}
+
+void check_metric_name(const std::string& metric) {
+  const auto names = metric_names();
+  if (std::find(names.begin(), names.end(), metric) != names.end()) return;
+  const auto hint = did_you_mean(metric, names);
   fail("unknown LongBench metric '", metric, "'", hint ? "; did you mean '" + *hint + "'?" : std::string(),
        " (known: qa_f1_score, qa_f1_zh_score, rouge_score, rouge_zh_score, classification_score, "
        "retrieval_score, retrieval_zh_score, count_score, code_sim_score)");

@@ -75,6 +75,8 @@ bool rouge_l_f(std::string_view hyp, std::string_view ref, int max_calls, double
 // The metric names of dataset2metric ("qa_f1_score", ...). Unknown names are an Error with a
 // did-you-mean.
 std::vector<std::string> metric_names();
+// Throws the unknown-metric Error (with did-you-mean) unless `name` is one of metric_names().
+void check_metric_name(const std::string& name);
 // Calls metric `name` for one answer.
 double score_one(const std::string& metric, std::string_view pred, std::string_view gt,
                  const std::vector<std::string>& all_classes, const MetricFlavour& fl = {});

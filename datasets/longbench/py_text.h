@@ -37,5 +37,8 @@ inline bool contains(std::u32string_view hay, std::u32string_view needle) {
 }
 // round(x, 2): correctly rounded decimal of the exact binary value, ties to even.
 double round2(double x);
+// repr(x) of a Python float: shortest round-trip digits, fixed for 1e-4 <= |x| < 1e16 (with ".0"
+// when integral), else d[.ddd]e[+-]XX.
+std::string repr(double x);
 
 }  // namespace kvlab::datasets::py
