@@ -204,16 +204,16 @@ std::string repr(double x) {
   std::string out = neg ? "-" : "";
   if (decpt > -4 && decpt <= 16) {
     if (decpt <= 0) {
-      out += "0." + std::string(static_cast<size_t>(-decpt), '0') + digits;
+      out.append("0.").append(static_cast<size_t>(-decpt), '0').append(digits);
     } else if (static_cast<size_t>(decpt) >= digits.size()) {
-      out += digits + std::string(static_cast<size_t>(decpt) - digits.size(), '0') + ".0";
+      out.append(digits).append(static_cast<size_t>(decpt) - digits.size(), '0').append(".0");
     } else {
-      out += digits.substr(0, static_cast<size_t>(decpt)) + "." + digits.substr(static_cast<size_t>(decpt));
+      out.append(digits, 0, static_cast<size_t>(decpt)).append(".").append(digits, static_cast<size_t>(decpt));
     }
     return out;
   }
-  out += digits.substr(0, 1);
-  if (digits.size() > 1) out += "." + digits.substr(1);
+  out.append(digits, 0, 1);
+  if (digits.size() > 1) out.append(".").append(digits, 1);
   char eb[16];
   std::snprintf(eb, sizeof eb, "e%c%02d", exp10 < 0 ? '-' : '+', exp10 < 0 ? -exp10 : exp10);
   return out + eb;

@@ -20,15 +20,15 @@ int cmd_score(int argc, char** argv, int first) {
          "quirks included). Several --answer: the maximum over them, as eval.py does.",
          {{"metric", "NAME",
            "qa_f1_score, qa_f1_zh_score, rouge_score, rouge_zh_score, classification_score, "
-           "retrieval_score, retrieval_zh_score, count_score, code_sim_score (or --task)"},
-          {"task", "NAME", "a LongBench task (e.g. trec, lcc): its metric and first-line rule"},
+           "retrieval_score, retrieval_zh_score, count_score, code_sim_score (or --task)", ""},
+          {"task", "NAME", "a LongBench task (e.g. trec, lcc): its metric and first-line rule", ""},
           {"prediction", "STR", "the model's output", "", true},
           {"answer", "STR", "a ground-truth answer (repeatable)", "", true, true},
-          {"all-classes", "A,B,...", "class labels for classification_score, comma-separated"},
+          {"all-classes", "A,B,...", "class labels for classification_score, comma-separated", ""},
           {"flavour", "NAME", "metric flavour: longbench-official, kvpress, kvcache-factory, sentencekv",
            "longbench-official"},
-          {"first-line", "", "score only the first line (as eval.py does for trec/triviaqa/samsum/lsht)"},
-          {"verbose", "", "also print the metric flavour on stderr"}});
+          {"first-line", "", "score only the first line (as eval.py does for trec/triviaqa/samsum/lsht)", ""},
+          {"verbose", "", "also print the metric flavour on stderr", ""}});
   if (!a.parse(argc, argv, first)) return 0;
   const lb::MetricFlavour fl = lb::metric_flavour(a.get("flavour"));
   std::string metric;
