@@ -12,6 +12,10 @@ $SUDO apt-get install -y -q --no-install-recommends \
   libhdf5-dev hdf5-tools libyaml-cpp-dev nlohmann-json3-dev \
   libopenblas-dev liblapacke-dev libpcre2-dev \
   python3-torch python3-h5py python3-numpy
+# LongBench: kvlab's Chinese metrics read jieba's dictionary and HMM model from python3-jieba
+# (datasets/longbench/jieba.cpp); fuzzywuzzy and Levenshtein make the metric goldens.
+$SUDO apt-get install -y -q --no-install-recommends \
+  python3-jieba python3-fuzzywuzzy python3-levenshtein
 # Public-domain text read where Debian installs it (datasets/text/corpus.cpp): the King James
 # Bible, and Project Gutenberg books shipped as test data in Go source packages.
 $SUDO apt-get install -y -q --no-install-recommends \

@@ -62,12 +62,6 @@ double now_s() {
   return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
 }
 
-double load1() {
-  double l[3] = {0, 0, 0};
-  if (getloadavg(l, 3) < 1) return -1;
-  return l[0];
-}
-
 std::string load_str() {
   double l[3] = {0, 0, 0};
   if (getloadavg(l, 3) < 3) return "?";

@@ -19,8 +19,8 @@ int cmd_score(int argc, char** argv, int first) {
          "Scores one prediction with a LongBench metric (the official metrics.py/eval.py, Python "
          "quirks included). Several --answer: the maximum over them, as eval.py does.",
          {{"metric", "NAME",
-           "qa_f1_score, qa_f1_zh_score, rouge_score, rouge_zh_score, classification_score, "
-           "retrieval_score, retrieval_zh_score, count_score, code_sim_score (or --task)", ""},
+           "qa_f1, qa_f1_zh, rouge, rouge_zh, classification, retrieval, retrieval_zh, count, "
+           "code_sim (the _score suffix of metrics.py may be given too), or --task", ""},
           {"task", "NAME", "a LongBench task (e.g. trec, lcc): its metric and first-line rule", ""},
           {"prediction", "STR", "the model's output", "", true},
           {"answer", "STR", "a ground-truth answer (repeatable)", "", true, true},
@@ -37,10 +37,12 @@ int cmd_score(int argc, char** argv, int first) {
     const auto& t = lb::task_info(a.get("task"));
     metric = t.metric;
     first_line = first_line || t.first_line;
-    if (a.has("metric") && a.get("metric") != metric)
+    if (a.has("metric") && a.get("metric") != metric && a.get("metric") + "_score" != metric)
       fail("--metric ", a.get("metric"), " contradicts --task ", a.get("task"), " (scored by ", metric, ")");
   } else if (a.has("metric")) {
     metric = a.get("metric");
+    // Short names (qa_f1) and metrics.py's function names (qa_f1_score) both work.
+    if (metric.size() < 6 || metric.compare(metric.size() - 6, 6, "_score") != 0) metric += "_score";
   } else {
     fail("kvlab score: give --metric NAME or --task NAME");
   }

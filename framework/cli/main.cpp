@@ -24,6 +24,7 @@ const Command kCommands[] = {
     {"generate", kvlab::cli::cmd_generate, "generate text (greedy or seeded sampling)"},
     {"ppl", kvlab::cli::cmd_ppl, "perplexity of a text file"},
     {"sysinfo", kvlab::cli::cmd_sysinfo, "measure memory bandwidth and GEMM peak"},
+    {"score", kvlab::cli::cmd_score, "score one prediction with a LongBench metric"},
     {"inspect", kvlab::cli::cmd_inspect, "print an HDF5 trace's tree and statistics, or a dataset as CSV"},
     {"help", kvlab::cli::cmd_help, "describe a KV-cache method or an experiment and its parameters"},
 };

@@ -21,7 +21,7 @@ expect_fail() {
 }
 
 # --help on every subcommand
-for c in run "model init" tokenize logits generate ppl sysinfo help; do
+for c in run "model init" tokenize "tokenizer train" logits generate ppl sysinfo help inspect score; do
   # shellcheck disable=SC2086
   if $KVLAB $c --help | grep -q "usage: kvlab $c"; then ok; else bad "--help for $c"; fi
 done
@@ -78,6 +78,15 @@ $KVLAB run "$W/q.yaml" 2>&1 | grep -q "complete, skipped" && ok || bad "complete
 [[ $(stat -c %Y "$pt/results.json") == "$before" ]] && ok || bad "complete point was rewritten"
 $KVLAB run "$W/q.yaml" --set task.max_tokens=30 >/dev/null 2>&1
 [[ $(ls -d "$W"/results/ci/*/ | grep -vc models) == 2 ]] && ok || bad "changed config did not make a new point"
+
+# score: LongBench metrics by short name or metrics.py name
+[[ $($KVLAB score --metric qa_f1 --prediction "The cat sat" --answer "a cat sat down") == "0.8" ]] && ok || bad "score qa_f1"
+[[ $($KVLAB score --metric qa_f1_score --prediction "x" --answer "y" --answer "x") == "1.0" ]] && ok || bad "score max over answers"
+expect_fail "did you mean 'rouge_score'" $KVLAB score --metric rogue --prediction x --answer y
+
+# inspect: the run's trace
+$KVLAB inspect "$pt/trace.h5" | grep -q "/samples/0/nll  f64 \[" && ok || bad "inspect trace: $($KVLAB inspect "$pt/trace.h5" 2>&1 | head -5)"
+[[ $($KVLAB inspect "$pt/trace.h5" --dataset /samples/0/nll --csv | wc -l) == 39 ]] && ok || bad "inspect --csv rows"
 
 # bad input: clear errors, non-zero exit
 expect_fail "unknown option --max-new-token (did you mean --max-new-tokens?)" $KVLAB generate --model "$W/m1" --prompt x --max-new-token 3
