@@ -101,11 +101,20 @@ std::vector<std::string> names_of(const std::vector<ParamDecl>& d, std::vector<s
 
 struct Parser {
   std::string file;
+  std::vector<std::string> overridden;  // key paths given with --set (their lines mean nothing)
 
   std::string where(const YAML::Node& n, const std::string& key) const {
     const auto mark = n.Mark();
     if (mark.line < 0) return str(file, " (--set): ", key);
     return str(file, ":", mark.line + 1, ": ", key);
+  }
+
+  // A key: value pair: the key's line, or "(--set)" when the value came from an override.
+  template <typename KV>
+  std::string at(const KV& kv, const std::string& key) const {
+    for (const auto& o : overridden)
+      if (key == o || key.rfind(o + ".", 0) == 0) return str(file, " (--set): ", key);
+    return where(kv.first, key);
   }
 
   void check_keys(const YAML::Node& map, const std::string& prefix,
@@ -135,7 +144,7 @@ struct Parser {
     for (const auto& kv : map) {
       const std::string k = kv.first.as<std::string>();
       if (std::find(skip.begin(), skip.end(), k) != skip.end()) continue;
-      const std::string w = where(kv.first, prefix + k);
+      const std::string w = at(kv, prefix + k);
       if (!kv.second.IsScalar()) fail(w, ": expected a single value");
       values.set_from_string(k, kv.second.Scalar(), w);
       if (given) given->insert(k);
@@ -151,7 +160,7 @@ struct Parser {
     check_keys(n, key + ".", allowed);
     for (const auto& kv : n) {
       const std::string k = kv.first.as<std::string>();
-      const std::string w = where(kv.first, key + "." + k);
+      const std::string w = at(kv, key + "." + k);
       if (!kv.second.IsScalar()) fail(w, ": expected a number");
       double v = 0;
       try {
@@ -271,7 +280,8 @@ TrainConfig load_train_config(const std::string& file, const std::vector<std::st
   }
   if (!root.IsMap()) fail(file, ": the top level must be a map of keys (steps, model, data, ...)");
   for (const auto& ov : overrides) apply_override(root, ov);
-  Parser p{file};
+  Parser p{file, {}};
+  for (const auto& ov : overrides) p.overridden.push_back(ov.substr(0, ov.find('=')));
   TrainConfig c;
   c.file = file;
 
