@@ -472,13 +472,13 @@ TrainConfig load_train_config(const std::string& file, const std::vector<std::st
       p.fill(s, "schedule.", sd, {}, v);
     }
     v.set("total_steps", c.steps, file);
-    c.schedule = train::schedule_from(v);
-    if (c.schedule.warmup_steps > c.steps)
-      fail(p.where(root["schedule"]["warmup_steps"], "schedule.warmup_steps"), ": ", c.schedule.warmup_steps,
+    if (v.get_int("warmup_steps") > c.steps)
+      fail(p.where(root["schedule"]["warmup_steps"], "schedule.warmup_steps"), ": ", v.get_int("warmup_steps"),
            " is more than steps = ", c.steps);
-    if (c.schedule.min_lr > c.schedule.max_lr)
-      fail(p.where(root["schedule"]["min_lr"], "schedule.min_lr"), ": ", c.schedule.min_lr, " is above lr = ",
-           c.schedule.max_lr);
+    if (v.get_float("min_lr") > v.get_float("lr"))
+      fail(p.where(root["schedule"]["min_lr"], "schedule.min_lr"), ": ", v.get_float("min_lr"),
+           " is above lr = ", v.get_float("lr"));
+    c.schedule = train::schedule_from(v);
     train::validate(c.schedule);
   }
 
