@@ -145,6 +145,8 @@ TrainResult Trainer::run(const std::atomic<bool>* stop) {
   int64_t run_tokens = 0;
   double run_train_s = 0;  // seconds inside steps (no eval/checkpoint), for tok/s and ETA
   bool bar_open = false;
+  int64_t win_T = -1, win_tokens = 0;  // throughput window: steps at the current T
+  double win_s = 0;
   auto event = [&](const std::string& line) {
     if (bar_open) std::fputc('\n', stderr);
     bar_open = false;
@@ -219,8 +221,15 @@ TrainResult Trainer::run(const std::atomic<bool>* stop) {
       trace_->append_scalar("train/step_seconds", dt, "s");
       trace_->append_scalar("train/seq_len", static_cast<double>(seq_len), "tokens");
     }
-    // Progress: mean throughput over this segment; ETA from the mean step time of the segment
-    // (a curriculum's later, longer stages make it optimistic early on).
+    // Progress: throughput over the steps since T last changed (a curriculum stage); ETA from the
+    // mean step time of the segment (a curriculum's later, longer stages make it optimistic).
+    if (seq_len != win_T) {
+      win_T = seq_len;
+      win_tokens = 0;
+      win_s = 0;
+    }
+    win_tokens += tokens;
+    win_s += dt;
     const double mean_step = run_train_s / static_cast<double>(step_ - r.start_step);
     const double eta = mean_step * static_cast<double>(o_.steps - step_);
     const std::string label = data_.label(s);
@@ -229,7 +238,7 @@ TrainResult Trainer::run(const std::atomic<bool>* stop) {
                   "step %lld/%lld%s%s loss %.4f lr %.3g gnorm %.3g %.0f tok/s (T %lld) ETA %s",
                   static_cast<long long>(step_), static_cast<long long>(o_.steps),
                   label.empty() ? "" : " ", label.c_str(), loss, lr, norm,
-                  static_cast<double>(run_tokens) / run_train_s, static_cast<long long>(seq_len),
+                  static_cast<double>(win_tokens) / win_s, static_cast<long long>(seq_len),
                   duration_str(eta).c_str());
     if (bar) {
       const int width = 24;
