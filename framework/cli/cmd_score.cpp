@@ -1,12 +1,14 @@
 // kvlab score: one LongBench metric on one prediction (benchmarks.md 1.7-1.8), printed as Python's
 // repr of the float eval.py would add up, e.g. `kvlab score --metric qa_f1_score --prediction
 // "The Eiffel Tower, in Paris." --answer "Eiffel Tower"` prints 0.6666666666666666.
+#include <algorithm>
 #include <cstdio>
 
 #include "datasets/longbench/longbench.h"
 #include "datasets/longbench/metrics.h"
 #include "datasets/longbench/py_text.h"
 #include "framework/cli/args.h"
+#include "framework/core/params.h"
 #include "framework/cli/commands.h"
 #include "framework/core/error.h"
 
@@ -42,7 +44,21 @@ int cmd_score(int argc, char** argv, int first) {
   } else if (a.has("metric")) {
     metric = a.get("metric");
     // Short names (qa_f1) and metrics.py's function names (qa_f1_score) both work.
-    if (metric.size() < 6 || metric.compare(metric.size() - 6, 6, "_score") != 0) metric += "_score";
+    const auto names = lb::metric_names();
+    if (std::find(names.begin(), names.end(), metric + "_score") != names.end()) metric += "_score";
+    if (std::find(names.begin(), names.end(), metric) == names.end()) {
+      std::vector<std::string> shorts;
+      std::string known;
+      for (const auto& n : names) {
+        shorts.push_back(n.substr(0, n.size() - 6));
+        known += (known.empty() ? "" : ", ") + shorts.back();
+      }
+      std::vector<std::string> candidates = shorts;
+      candidates.insert(candidates.end(), names.begin(), names.end());
+      const auto hint = did_you_mean(metric, candidates);
+      fail("kvlab score: unknown metric '", metric, "'",
+           hint ? str(" (did you mean '", *hint, "'?)") : std::string(), "; known: ", known);
+    }
   } else {
     fail("kvlab score: give --metric NAME or --task NAME");
   }

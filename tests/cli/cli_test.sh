@@ -82,7 +82,7 @@ $KVLAB run "$W/q.yaml" --set task.max_tokens=30 >/dev/null 2>&1
 # score: LongBench metrics by short name or metrics.py name
 [[ $($KVLAB score --metric qa_f1 --prediction "The cat sat" --answer "a cat sat down") == "0.8" ]] && ok || bad "score qa_f1"
 [[ $($KVLAB score --metric qa_f1_score --prediction "x" --answer "y" --answer "x") == "1.0" ]] && ok || bad "score max over answers"
-expect_fail "did you mean 'rouge_score'" $KVLAB score --metric rogue --prediction x --answer y
+expect_fail "did you mean 'rouge'" $KVLAB score --metric rogue --prediction x --answer y
 
 # inspect: the run's trace
 $KVLAB inspect "$pt/trace.h5" | grep -q "/samples/0/nll  f64 \[" && ok || bad "inspect trace: $($KVLAB inspect "$pt/trace.h5" 2>&1 | head -5)"
