@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <deque>
 #include <iterator>
 #include <set>
 #include <sstream>
@@ -248,20 +249,34 @@ Prompt build_prompt(const model::Tokenizer& tok, const Haystack& hay, const Prom
     fail("needle prompt: context_length ", context_length, " is too short: the instruction, ",
          p.needles.size(), " needle(s) and the question already take ", fixed, " tokens");
 
-  // Haystack sentences from a seeded start (noise always starts at its first sentence).
-  std::vector<const std::vector<int32_t>*> sents;
-  std::vector<int64_t> pos{0};  // boundary token offsets
+  // Haystack sentences from a seeded start (noise always starts at its first sentence), as many
+  // as cover the budget; the excess is cut from the FRONT of the first one (whole sentences
+  // dropped first), so the haystack ends on a complete sentence and every offset between
+  // sentences, 0 and the end included, is a boundary.
+  struct Piece {
+    const std::vector<int32_t>* ids;
+    int64_t skip;  // tokens cut from its front
+  };
+  std::deque<Piece> pieces;
+  int64_t total = 0;
   size_t i = hay.noise() ? 0 : rng.below(hay.size());
-  bool cut = false;
-  while (pos.back() < budget) {
+  while (total < budget) {
     const auto& s = hay.sentence(i++);
-    sents.push_back(&s);
-    const int64_t take = std::min<int64_t>(static_cast<int64_t>(s.size()), budget - pos.back());
-    cut = take < static_cast<int64_t>(s.size());
-    p.max_sentence_tokens = std::max<int64_t>(p.max_sentence_tokens, static_cast<int64_t>(s.size()));
-    pos.push_back(pos.back() + take);
+    pieces.push_back({&s, 0});
+    total += static_cast<int64_t>(s.size());
   }
-  const size_t n_bounds = cut ? pos.size() - 1 : pos.size();  // a cut end is not a boundary
+  while (total - static_cast<int64_t>(pieces.front().ids->size()) >= budget) {
+    total -= static_cast<int64_t>(pieces.front().ids->size());
+    pieces.pop_front();
+  }
+  pieces.front().skip = total - budget;
+  std::vector<int64_t> pos{0};  // boundary token offsets
+  for (const auto& pc : pieces) {
+    p.max_sentence_tokens = std::max<int64_t>(p.max_sentence_tokens, static_cast<int64_t>(pc.ids->size()));
+    pos.push_back(pos.back() + static_cast<int64_t>(pc.ids->size()) - pc.skip);
+  }
+  KVLAB_CHECK(pos.back() == budget);
+  const size_t n_bounds = pos.size();
   p.haystack_tokens = budget;
 
   // Boundary index per needle.
@@ -281,16 +296,16 @@ Prompt build_prompt(const model::Tokenizer& tok, const Haystack& hay, const Prom
   p.context_begin = static_cast<int64_t>(p.ids.size());
   p.needle_pos.assign(p.needles.size(), 0);
   p.needle_len.assign(p.needles.size(), 0);
-  for (size_t b = 0; b <= sents.size(); ++b) {
+  for (size_t b = 0; b <= pieces.size(); ++b) {
     for (size_t j = 0; j < at.size(); ++j) {
       if (at[j] != b) continue;
       p.needle_pos[j] = static_cast<int64_t>(p.ids.size());
       p.needle_len[j] = static_cast<int64_t>(needle_ids[j].size());
       p.ids.insert(p.ids.end(), needle_ids[j].begin(), needle_ids[j].end());
     }
-    if (b < sents.size()) {
-      const int64_t take = pos[b + 1] - pos[b];
-      p.ids.insert(p.ids.end(), sents[b]->begin(), sents[b]->begin() + take);
+    if (b < pieces.size()) {
+      const auto& v = *pieces[b].ids;
+      p.ids.insert(p.ids.end(), v.begin() + pieces[b].skip, v.end());
     }
   }
   p.context_end = static_cast<int64_t>(p.ids.size());

@@ -5,14 +5,17 @@
 // Prompt layout (token ids, each part encoded on its own and concatenated):
 //   [BOS] intro "\n" | haystack sentences " S1" " S2" ... with needle sentences " N" between them |
 //   tail (question + answer prefix)
-// The haystack part is filled to exactly context_length - (BOS + intro + needles + tail) tokens;
-// the last haystack sentence is cut at a token when it does not fit (as gkamradt's NIAH cuts its
-// context), so the end of a cut sentence is not a boundary.
+// The haystack part is filled to exactly context_length - (BOS + intro + needles + tail) tokens
+// with whole sentences from a seeded start sentence; the excess is cut at a token from the FRONT
+// of the first sentence (gkamradt cuts the end instead), so the haystack always ends on a
+// complete sentence and depth 100 is exactly the end.
 //
 // Needle placement (RULER's "between sentences", gkamradt's "snap back to a '.'"): the asked
 // needle goes to the sentence boundary whose token offset in the haystack is nearest to
-// depth/100 * haystack_tokens (the earlier one on a tie). The requested position is therefore
-// met within half the longest haystack sentence (Prompt::depth_actual records what was met).
+// depth/100 * haystack_tokens (the earlier one on a tie); depth 0 is the haystack start and 100
+// its end, exactly. Other depths are met within half the longest haystack sentence
+// (Prompt::depth_actual records what was met: with long sentences and short contexts, e.g. a
+// byte-level tokenizer on Newton's prose, a cell's actual depth can differ noticeably).
 // Other needles: multikey distractors at seeded uniform depths (RULER samples them); multivalue's
 // k-th further value at depth + k * (100 - depth) / n (gkamradt's multi-needle spacing).
 //

@@ -69,7 +69,7 @@ int64_t check_prompt(const Prompt& p, int64_t L, const PromptOptions& opt) {
     // After: the tail, or a new sentence (" " + capital or another needle).
     const int64_t after = at + len;
     EXPECT_LE(after, p.context_end);
-    if (after < p.context_end) {
+    if (after < p.context_end && at != p.context_begin) {  // depth 0: a front-cut sentence follows
       EXPECT_EQ(decode(p.ids, after, after + 1), " ");
     }
   }
@@ -96,14 +96,19 @@ TEST(NeedlePrompt, ExactLengthSentenceBoundaryAndDepth) {
         const Prompt p = build_prompt(bytes_tok(), hay, opt, L, d, rng);
         SCOPED_TRACE(v + " L=" + std::to_string(L) + " depth=" + std::to_string(d));
         const int64_t off = check_prompt(p, L, opt);
-        // Nearest boundary: within half the longest sentence (48 bytes + space), or one sentence
-        // when the end of the haystack (a cut sentence) is nearest.
+        // Nearest boundary: within half the longest sentence (48 bytes + space).
         const double want = d / 100.0 * static_cast<double>(p.haystack_tokens);
         EXPECT_LE(p.max_sentence_tokens, 49);
-        const double tol = d >= 90 ? p.max_sentence_tokens : p.max_sentence_tokens / 2.0;
+        const double tol = p.max_sentence_tokens / 2.0;
         EXPECT_LE(std::abs(static_cast<double>(off) - want), tol) << "offset " << off << " want " << want;
         if (d == 0) {
           EXPECT_EQ(off, 0);
+        }
+        if (d == 100) {  // the haystack ends on a complete sentence: the needle goes at the end
+          EXPECT_EQ(off, p.haystack_tokens);
+          if (p.needles.size() == 1) {
+            EXPECT_EQ(p.needle_pos[0] + p.needle_len[0], p.context_end);
+          }
         }
       }
     }
