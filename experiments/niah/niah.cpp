@@ -201,9 +201,11 @@ KVLAB_REGISTER_EXPERIMENT(
         "wordings, public-domain haystack), greedy decoding through the configured KV-cache "
         "method; scores: RULER string_match_all and word-set recall.",
         {{"context_lengths", ParamDecl::Type::kString, std::string("512,1024,2048"), std::nullopt,
-          std::nullopt, {}, "prompt lengths in tokens (BOS, instruction and question included), e.g. 1024,2048,4096"},
+          std::nullopt, {}, "prompt lengths in tokens (BOS, instruction and question included), e.g. 1024,2048,4096",
+          [](const ParamValue& v) { datasets::needle::parse_lengths(std::get<std::string>(v), "context_lengths"); }},
          {"depths", ParamDecl::Type::kString, std::string("linear:5"), std::nullopt, std::nullopt, {},
-          "needle depths: linear:K (round(linspace(0,100,K))), sigmoid:K (gkamradt) or percentages 0,50,100"},
+          "needle depths: linear:K (round(linspace(0,100,K))), sigmoid:K (gkamradt) or percentages 0,50,100",
+          [](const ParamValue& v) { datasets::needle::parse_depths(std::get<std::string>(v), "depths"); }},
          {"samples", ParamDecl::Type::kInt, int64_t{1}, 1.0, std::nullopt, {},
           "samples per cell (each its own key, value and haystack start)"},
          {"variant", ParamDecl::Type::kChoice, std::string("single"), std::nullopt, std::nullopt,

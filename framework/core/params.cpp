@@ -93,6 +93,13 @@ void ParamValues::set(const std::string& name, ParamValue v, const std::string& 
       break;
     }
   }
+  if (d.check) {
+    try {
+      d.check(v);
+    } catch (const Error& e) {
+      fail(where, ": ", name, " = '", param_value_to_string(v), "': ", e.what());
+    }
+  }
   values_[name] = std::move(v);
 }
 

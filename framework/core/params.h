@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -23,6 +24,9 @@ struct ParamDecl {
   std::optional<double> max;  // inclusive, numeric types
   std::vector<std::string> choices;  // kChoice
   std::string help;
+  // Optional format check beyond type and range (e.g. a list "512,1024"); throws kvlab::Error
+  // with its own message, which set() prefixes with the config location and key.
+  std::function<void(const ParamValue&)> check;
 };
 
 std::string param_type_name(ParamDecl::Type t);
