@@ -51,8 +51,12 @@ void set_path(YAML::Node& root, const std::vector<std::string>& parts, const YAM
     YAML::Node cur = chain.back();
     YAML::Node next = cur[parts[i]];
     if (next.IsDefined() && !next.IsMap()) {
-      // `model: DIR` written as a scalar: a map key below it means the scalar is replaced.
-      cur[parts[i]] = YAML::Node(YAML::NodeType::Map);
+      // `model: DIR` written as a scalar: a map key below it means the scalar is replaced;
+      // `method: NAME` becomes {name: NAME} (method.rank=8 keeps the method).
+      YAML::Node m(YAML::NodeType::Map);
+      if (i == 0 && parts[0] == "method" && next.IsScalar()) m["name"] = YAML::Node(next);
+      cur.remove(parts[i]);
+      cur[parts[i]] = m;
       next = cur[parts[i]];
     }
     chain.push_back(next);
