@@ -5,17 +5,15 @@
 // A config with a `sweep:` block has many points (framework/harness/sweep.h), run in index
 // order; each is run under its lock file (framework/harness/point_lock.h) so that Slurm array
 // tasks and hand-started runs sharing a results folder never run the same point twice at once.
-#include <unistd.h>
-
 #include <H5public.h>
 #include <cblas.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "experiments/common/experiment.h"
@@ -48,8 +46,10 @@ std::string utc_now() {
 // and renames it into place; rename(2) of a folder onto an existing non-empty one fails, so
 // the first one wins whole and the others drop theirs (the weights are the same: same seed).
 std::string ensure_random_model(const harness::RunConfig& c) {
-  const std::string spec = str(c.model.preset, "|", c.model.config_file, "|", c.model.dtype, "|", c.model.seed);
-  const fs::path dir = fs::path(c.output) / c.name / "models" / harness::fnv1a_hex(spec).substr(0, 12);
+  const std::string spec =
+      str(c.model.preset, "|", c.model.config_file, "|", c.model.dtype, "|", c.model.seed);
+  const fs::path dir =
+      fs::path(c.output) / c.name / "models" / harness::fnv1a_hex(spec).substr(0, 12);
   if (fs::exists(dir / "config.json")) return dir.string();
   model::InitOptions o;
   o.config = c.model.preset.empty() ? model::load_model_config(c.model.config_file)
@@ -75,18 +75,20 @@ nlohmann::json meta_json(const harness::RunConfig& c, int threads, const std::st
   gethostname(host, sizeof host - 1);
   unsigned maj = 0, min = 0, rel = 0;
   H5get_libversion(&maj, &min, &rel);
-  return {{"kvlab_version", KVLAB_VERSION},
-          {"git_commit", KVLAB_GIT_COMMIT},
-          {"build", {{"type", KVLAB_BUILD_TYPE}, {"compiler", KVLAB_COMPILER}, {"cuda", KVLAB_HAVE_CUDA_STR}}},
-          {"threads", threads},
-          {"seed", c.seed},
-          {"model_dir", model_dir},
-          {"host", host},
-          {"started_utc", utc_now()},
-          {"dependencies",
-           {{"openblas", openblas_get_config()},
-            {"hdf5", str(maj, ".", min, ".", rel)}}},
-          {"environment", {{"OPENBLAS_CORETYPE", getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : ""}}}};
+  return {
+      {"kvlab_version", KVLAB_VERSION},
+      {"git_commit", KVLAB_GIT_COMMIT},
+      {"build",
+       {{"type", KVLAB_BUILD_TYPE}, {"compiler", KVLAB_COMPILER}, {"cuda", KVLAB_HAVE_CUDA_STR}}},
+      {"threads", threads},
+      {"seed", c.seed},
+      {"model_dir", model_dir},
+      {"host", host},
+      {"started_utc", utc_now()},
+      {"dependencies",
+       {{"openblas", openblas_get_config()}, {"hdf5", str(maj, ".", min, ".", rel)}}},
+      {"environment",
+       {{"OPENBLAS_CORETYPE", getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : ""}}}};
 }
 
 const std::vector<ParamDecl>& method_decls(const std::string& n) {
@@ -145,14 +147,17 @@ Outcome run_point(const harness::Sweep& s, size_t index, ModelCache& models) {
   const fs::path sweep_dir = fs::path(c.output) / c.name;
   const fs::path dir = sweep_dir / c.point_id();
   if (fs::exists(dir / "COMPLETE")) {
-    std::fprintf(stderr, "%s%s: complete, skipped (delete the folder to run it again)\n", label.c_str(), dir.c_str());
+    std::fprintf(stderr, "%s%s: complete, skipped (delete the folder to run it again)\n",
+                 label.c_str(), dir.c_str());
     return Outcome::kComplete;
   }
   fs::create_directories(sweep_dir);
   harness::LockHolder holder;
-  const auto lock = harness::PointLock::try_acquire((sweep_dir / (c.point_id() + ".lock")).string(), &holder);
+  const auto lock =
+      harness::PointLock::try_acquire((sweep_dir / (c.point_id() + ".lock")).string(), &holder);
   if (!lock) {
-    std::fprintf(stderr, "%s%s: being run by %s, skipped\n", label.c_str(), dir.c_str(), holder.text().c_str());
+    std::fprintf(stderr, "%s%s: being run by %s, skipped\n", label.c_str(), dir.c_str(),
+                 holder.text().c_str());
     return Outcome::kBusy;
   }
   if (fs::exists(dir / "COMPLETE")) {  // finished by another process between the check and the lock
@@ -171,13 +176,18 @@ Outcome run_point(const harness::Sweep& s, size_t index, ModelCache& models) {
     log << utc_now() << " " << line << "\n";
     log.flush();
   };
-  if (half_written) say(str(dir.string(), ": half-written by an earlier run (no COMPLETE): cleared, running again"));
+  if (half_written)
+    say(str(dir.string(),
+            ": half-written by an earlier run (no COMPLETE): cleared, running again"));
   say(str("run ", c.name, " point ", c.point_id(), ": experiment ", c.experiment, ", method ",
           c.method, ", model ", model_dir, c.model.is_random() ? " (random weights)" : "",
-          ", threads ", threads, s.points[index].swept.empty() ? "" : ", " + s.points[index].swept_text()));
+          ", threads ", threads,
+          s.points[index].swept.empty() ? "" : ", " + s.points[index].swept_text()));
   write_file_atomic((dir / "config.resolved.yaml").string(), c.resolved_yaml());
   nlohmann::json meta = meta_json(c, threads, model_dir);
-  if (s.has_sweep) meta["sweep"] = {{"index", index}, {"points", s.points.size()}, {"config", fs::absolute(s.file).string()}};
+  if (s.has_sweep)
+    meta["sweep"] = {
+        {"index", index}, {"points", s.points.size()}, {"config", fs::absolute(s.file).string()}};
   write_file_atomic((dir / "meta.json").string(), meta.dump(2) + "\n");
 
   experiments::RunContext ctx;
@@ -202,7 +212,9 @@ Outcome run_point(const harness::Sweep& s, size_t index, ModelCache& models) {
   write_file_atomic((dir / "COMPLETE").string(), utc_now() + "\n");
   say(str("done: ", (dir / "results.json").string()));
   // Headline numbers on stdout: every top-level scalar of results.json.
-  if (!label.empty()) std::printf("point %zu %s: %s\n", index, c.point_id().c_str(), s.points[index].swept_text().c_str());
+  if (!label.empty())
+    std::printf("point %zu %s: %s\n", index, c.point_id().c_str(),
+                s.points[index].swept_text().c_str());
   for (const auto& [k, v] : results.items())
     if (v.is_primitive()) std::printf("%-20s %s\n", k.c_str(), v.dump().c_str());
   std::fflush(stdout);
@@ -237,8 +249,8 @@ void print_sweep_list(const harness::Sweep& s) {
   if (s.duplicates_dropped) std::printf(" (%zu duplicate points dropped)", s.duplicates_dropped);
   std::printf("\n%-6s %-12s %-8s %s\n", "index", "point-id", "status", "swept values");
   for (size_t i = 0; i < s.points.size(); ++i)
-    std::printf("%-6zu %-12s %-8s %s\n", i, s.points[i].config.point_id().c_str(), status[i].c_str(),
-                s.points[i].swept_text().c_str());
+    std::printf("%-6zu %-12s %-8s %s\n", i, s.points[i].config.point_id().c_str(),
+                status[i].c_str(), s.points[i].swept_text().c_str());
 }
 
 int run_points(const harness::Sweep& s, long only) {
@@ -246,7 +258,8 @@ int run_points(const harness::Sweep& s, long only) {
   if (only >= 0) {
     if (static_cast<size_t>(only) >= s.points.size())
       fail("--point ", only, ": ", s.file, " has ", s.points.size(), " point",
-           s.points.size() == 1 ? "" : "s", " (0-", s.points.size() - 1, "); kvlab run ", s.file, " --list shows them");
+           s.points.size() == 1 ? "" : "s", " (0-", s.points.size() - 1, "); kvlab run ", s.file,
+           " --list shows them");
     which.push_back(static_cast<size_t>(only));
   } else {
     for (size_t i = 0; i < s.points.size(); ++i) which.push_back(i);
@@ -270,21 +283,26 @@ int run_points(const harness::Sweep& s, long only) {
     }
   }
   if (which.size() > 1)
-    std::fprintf(stderr, "sweep %s: %zu points in %s/: %zu run now, %zu already complete, %zu being run elsewhere, %zu failed\n",
-                 s.points.front().config.name.c_str(), s.points.size(), s.dir().c_str(), ran, complete, busy,
-                 failed.size());
+    std::fprintf(stderr,
+                 "sweep %s: %zu points in %s/: %zu run now, %zu already complete, %zu being run "
+                 "elsewhere, %zu failed\n",
+                 s.points.front().config.name.c_str(), s.points.size(), s.dir().c_str(), ran,
+                 complete, busy, failed.size());
   if (!failed.empty()) {
     std::string list;
     for (const auto& f : failed) list += (list.empty() ? "" : ", ") + f;
-    fail(failed.size(), " of ", which.size(), " points failed (", list, "); their folders have no COMPLETE and are rerun next time");
+    fail(failed.size(), " of ", which.size(), " points failed (", list,
+         "); their folders have no COMPLETE and are rerun next time");
   }
   return 0;
 }
 
 int cmd_run(int argc, char** argv, int first) {
-  Args a("run", "Runs the experiment a YAML config describes and writes <output>/<name>/<point-id>/; "
+  Args a("run",
+         "Runs the experiment a YAML config describes and writes <output>/<name>/<point-id>/; "
          "with a sweep: block, every point in order (complete points are skipped).",
-         {{"set", "KEY=VALUE", "override any config key, e.g. --set task.max_tokens=512", "", false, true},
+         {{"set", "KEY=VALUE", "override any config key, e.g. --set task.max_tokens=512", "", false,
+           true},
           {"point", "I", "run only point I of the sweep (0-based; what Slurm array tasks call)"},
           {"list", "", "print the sweep's points (index, id, status, swept values) and exit"},
           {"check", "", "validate the config, print each point's resolved YAML and exit"}},
@@ -321,13 +339,15 @@ int cmd_help(int argc, char** argv, int first) {
   const auto knames = kreg.names(), enames = ereg.names();
   if (std::find(knames.begin(), knames.end(), name) != knames.end()) {
     const auto& m = kreg.find(name);
-    std::printf("KV-cache method %s\n  %s\n\nparameters (method: block):\n", m.name.c_str(), m.help.c_str());
+    std::printf("KV-cache method %s\n  %s\n\nparameters (method: block):\n", m.name.c_str(),
+                m.help.c_str());
     print_params(m.params);
     return 0;
   }
   if (std::find(enames.begin(), enames.end(), name) != enames.end()) {
     const auto& e = ereg.find(name);
-    std::printf("experiment %s\n  %s\n\nparameters (task: block):\n", e.name.c_str(), e.help.c_str());
+    std::printf("experiment %s\n  %s\n\nparameters (task: block):\n", e.name.c_str(),
+                e.help.c_str());
     print_params(e.params);
     return 0;
   }

@@ -75,20 +75,21 @@ std::string run_capture(const std::vector<std::string>& argv) {
 }  // namespace
 
 int cmd_sweep(int argc, char** argv, int first) {
-  Args a("sweep",
-         "Runs a sweep's points here (like kvlab run), or with --slurm writes a Slurm job array "
-         "(one task per point) to <output>/<name>/slurm/sweep.sbatch and submits it.",
-         {{"set", "KEY=VALUE", "override any config key (passed on to every task)", "", false, true},
-          {"slurm", "", "write (and submit, when sbatch is on PATH) a Slurm job array"},
-          {"partition", "P", "#SBATCH --partition"},
-          {"time", "T", "#SBATCH --time per task, e.g. 02:00:00"},
-          {"gpus", "N", "#SBATCH --gpus per task"},
-          {"cpus-per-task", "C", "#SBATCH --cpus-per-task (set threads: in the config to match)"},
-          {"mem", "M", "#SBATCH --mem per task, e.g. 16G"},
-          {"max-parallel", "K", "run at most K tasks at once (--array=0-(n-1)%K)"},
-          {"dry-run", "", "write the sbatch script but do not submit it"},
-          {"list", "", "print the sweep's points and exit"}},
-         {"CONFIG"});
+  Args a(
+      "sweep",
+      "Runs a sweep's points here (like kvlab run), or with --slurm writes a Slurm job array "
+      "(one task per point) to <output>/<name>/slurm/sweep.sbatch and submits it.",
+      {{"set", "KEY=VALUE", "override any config key (passed on to every task)", "", false, true},
+       {"slurm", "", "write (and submit, when sbatch is on PATH) a Slurm job array"},
+       {"partition", "P", "#SBATCH --partition"},
+       {"time", "T", "#SBATCH --time per task, e.g. 02:00:00"},
+       {"gpus", "N", "#SBATCH --gpus per task"},
+       {"cpus-per-task", "C", "#SBATCH --cpus-per-task (set threads: in the config to match)"},
+       {"mem", "M", "#SBATCH --mem per task, e.g. 16G"},
+       {"max-parallel", "K", "run at most K tasks at once (--array=0-(n-1)%K)"},
+       {"dry-run", "", "write the sbatch script but do not submit it"},
+       {"list", "", "print the sweep's points and exit"}},
+      {"CONFIG"});
   if (!a.parse(argc, argv, first)) return 0;
   const std::string file = a.positionals()[0];
   const std::vector<std::string> sets = a.get_all("set");
@@ -99,7 +100,8 @@ int cmd_sweep(int argc, char** argv, int first) {
     return 0;
   }
   if (!a.flag("slurm")) {
-    for (const char* o : {"partition", "time", "gpus", "cpus-per-task", "mem", "max-parallel", "dry-run"})
+    for (const char* o :
+         {"partition", "time", "gpus", "cpus-per-task", "mem", "max-parallel", "dry-run"})
       if (a.has(o)) fail("kvlab sweep: --", o, " applies only with --slurm");
     return run_points(s, -1);
   }
@@ -130,7 +132,8 @@ int cmd_sweep(int argc, char** argv, int first) {
   if (a.has("partition")) sb << "#SBATCH --partition=" << a.get("partition") << "\n";
   if (a.has("time")) sb << "#SBATCH --time=" << a.get("time") << "\n";
   if (a.has("gpus")) sb << "#SBATCH --gpus=" << a.get_int("gpus") << "\n";
-  if (a.has("cpus-per-task")) sb << "#SBATCH --cpus-per-task=" << a.get_int("cpus-per-task") << "\n";
+  if (a.has("cpus-per-task"))
+    sb << "#SBATCH --cpus-per-task=" << a.get_int("cpus-per-task") << "\n";
   if (a.has("mem")) sb << "#SBATCH --mem=" << a.get("mem") << "\n";
   sb << "set -euo pipefail\n"
      << "exec " << shell_quote(kvlab) << " run " << shell_quote(config);
@@ -149,17 +152,19 @@ int cmd_sweep(int argc, char** argv, int first) {
   }
   const std::string sbatch = find_on_path("sbatch");
   if (sbatch.empty()) {
-    std::fprintf(stderr, "sbatch is not on PATH: not submitted (submit it with: sbatch %s)\n", script.c_str());
+    std::fprintf(stderr, "sbatch is not on PATH: not submitted (submit it with: sbatch %s)\n",
+                 script.c_str());
     std::printf("%s\n", script.c_str());
     return 0;
   }
   std::string out = run_capture({sbatch, "--parsable", script.string()});
   while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-  const std::string job = out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1);
+  const std::string job =
+      out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1);
   const std::string job_id = job.substr(0, job.find(';'));  // "id;cluster" on federated setups
   write_file_atomic((slurm_dir / "last_job_id").string(), job_id + "\n");
-  std::fprintf(stderr, "submitted job array %s (%zu tasks); watch it with: squeue -j %s\n", job_id.c_str(), n,
-               job_id.c_str());
+  std::fprintf(stderr, "submitted job array %s (%zu tasks); watch it with: squeue -j %s\n",
+               job_id.c_str(), n, job_id.c_str());
   std::printf("%s\n", job_id.c_str());
   return 0;
 }

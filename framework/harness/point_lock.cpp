@@ -53,7 +53,8 @@ double age_seconds(const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return -1;
   const auto now = std::chrono::system_clock::now().time_since_epoch();
-  return std::chrono::duration<double>(now).count() - (st.st_mtim.tv_sec + st.st_mtim.tv_nsec * 1e-9);
+  return std::chrono::duration<double>(now).count() -
+         (st.st_mtim.tv_sec + st.st_mtim.tv_nsec * 1e-9);
 }
 
 bool is_stale(const std::string& path, const std::string& text) {
@@ -93,7 +94,8 @@ std::unique_ptr<PointLock> PointLock::try_acquire(const std::string& path, LockH
   for (int attempt = 0; attempt < 20; ++attempt) {
     const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd >= 0) {
-      const std::string text = str("pid=", ::getpid(), " host=", this_host(), " started=", utc_now(), "\n");
+      const std::string text =
+          str("pid=", ::getpid(), " host=", this_host(), " started=", utc_now(), "\n");
       const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
       ::close(fd);
       if (!ok) {

@@ -75,7 +75,8 @@ YAML::Node load_yaml(const std::string& file, const std::vector<std::string>& ov
   } catch (const YAML::ParserException& e) {
     fail(file, ":", e.mark.line + 1, ":", e.mark.column + 1, ": malformed YAML: ", e.msg);
   }
-  if (!root.IsMap()) fail(file, ": the top level must be a map of keys (name, experiment, model, ...)");
+  if (!root.IsMap())
+    fail(file, ": the top level must be a map of keys (name, experiment, model, ...)");
   for (const auto& ov : overrides) apply_override(root, ov);
   return root;
 }
@@ -164,7 +165,8 @@ void apply_override(YAML::Node& root, const std::string& ov) {
 }
 
 void emit_params(YAML::Emitter& e, const ParamValues& p) {
-  for (const auto& [k, v] : p.values()) e << YAML::Key << k << YAML::Value << param_value_to_string(v);
+  for (const auto& [k, v] : p.values())
+    e << YAML::Key << k << YAML::Value << param_value_to_string(v);
 }
 
 }  // namespace
@@ -212,17 +214,21 @@ std::string RunConfig::resolved_yaml() const {
 std::string RunConfig::point_id() const { return fnv1a_hex(resolved_yaml()).substr(0, 12); }
 
 RunConfig detail::config_from_tree(const std::string& file, const YAML::Node& root,
-                                   const DeclLookup& method_params, const DeclLookup& experiment_params) {
+                                   const DeclLookup& method_params,
+                                   const DeclLookup& experiment_params) {
   RunConfig c;
   c.file = file;
-  check_keys(file, root, "", {"name", "experiment", "model", "method", "task", "seed", "threads", "output", "sweep"});
+  check_keys(
+      file, root, "",
+      {"name", "experiment", "model", "method", "task", "seed", "threads", "output", "sweep"});
   // (`sweep` is taken out by load_sweep before a point's tree gets here.)
   for (const char* k : {"name", "experiment", "model"})
     if (!root[k]) fail(file, ": missing required key '", k, "'");
   c.name = scalar(file, root["name"], "name");
   for (char ch : c.name)
     if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.'))
-      fail(where(file, root["name"], "name"), ": use letters, digits, '-', '_' or '.' (it names a folder)");
+      fail(where(file, root["name"], "name"),
+           ": use letters, digits, '-', '_' or '.' (it names a folder)");
   c.experiment = scalar(file, root["experiment"], "experiment");
 
   const YAML::Node m = root["model"];
@@ -238,7 +244,8 @@ RunConfig detail::config_from_tree(const std::string& file, const YAML::Node& ro
     if (m["dtype"]) {
       c.model.dtype = scalar(file, m["dtype"], "model.dtype");
       if (c.model.dtype != "f32" && c.model.dtype != "bf16" && c.model.dtype != "f16")
-        fail(where(file, m["dtype"], "model.dtype"), ": expected f32, bf16 or f16, got '", c.model.dtype, "'");
+        fail(where(file, m["dtype"], "model.dtype"), ": expected f32, bf16 or f16, got '",
+             c.model.dtype, "'");
     }
     if (m["seed"]) c.model.seed = integer(file, m["seed"], "model.seed");
     if (!c.model.path.empty() && (m["dtype"] || m["seed"]))

@@ -17,14 +17,17 @@ using detail::where;
 
 // Top-level keys a sweep may vary. `name` and `output` name the results folder every point
 // shares, and `sweep` cannot sweep itself.
-const std::vector<std::string> kSweepable = {"experiment", "model", "method", "task", "seed", "threads"};
+const std::vector<std::string> kSweepable = {"experiment", "model", "method",
+                                             "task",       "seed",  "threads"};
 
 struct Axis {
   std::string kind;                // "grid" or "zip"
   std::string key;                 // "method.rank"
   std::vector<std::string> parts;  // {"method", "rank"}
   std::vector<YAML::Node> values;
-  bool method_param() const { return parts.size() == 2 && parts[0] == "method" && parts[1] != "name"; }
+  bool method_param() const {
+    return parts.size() == 2 && parts[0] == "method" && parts[1] != "name";
+  }
 };
 
 std::string value_text(const YAML::Node& n) {
@@ -34,7 +37,8 @@ std::string value_text(const YAML::Node& n) {
   return e.c_str();
 }
 
-std::vector<Axis> read_axes(const std::string& file, const YAML::Node& block, const std::string& kind) {
+std::vector<Axis> read_axes(const std::string& file, const YAML::Node& block,
+                            const std::string& kind) {
   if (!block.IsMap())
     fail(where(file, block, "sweep." + kind), ": expected a map of KEY.PATH: [values...], e.g. ",
          kind, ": {method.rank: [16, 32]}");
@@ -104,7 +108,8 @@ Sweep load_sweep(const std::string& file, const std::vector<std::string>& overri
   out.file = file;
   const YAML::Node sw = base["sweep"];
   if (!sw) {
-    out.points.push_back({detail::config_from_tree(file, base, method_params, experiment_params), {}});
+    out.points.push_back(
+        {detail::config_from_tree(file, base, method_params, experiment_params), {}});
     return out;
   }
   out.has_sweep = true;
@@ -140,7 +145,8 @@ Sweep load_sweep(const std::string& file, const std::vector<std::string>& overri
   std::vector<YAML::Node> methods;  // read only for names: each point uses its own tree's copy
   if (const YAML::Node ms = sw["methods"]) {
     if (!ms.IsSequence() || ms.size() == 0)
-      fail(where(file, ms, "sweep.methods"), ": expected a non-empty list such as [{name: full_cache}, {name: ojakv, rank: 8}]");
+      fail(where(file, ms, "sweep.methods"),
+           ": expected a non-empty list such as [{name: full_cache}, {name: ojakv, rank: 8}]");
     if (base["method"])
       fail(where(file, base["method"], "method"),
            ": give the method either here or in sweep.methods, not both");
@@ -189,7 +195,8 @@ Sweep load_sweep(const std::string& file, const std::vector<std::string>& overri
   size_t n_grid = 1;
   for (const auto& a : grid) n_grid *= a.values.size();
   const size_t total = n_methods * n_grid * zip_len;
-  if (total > 100000) fail(where(file, sw, "sweep"), ": expands to ", total, " points (limit 100000)");
+  if (total > 100000)
+    fail(where(file, sw, "sweep"), ": expands to ", total, " points (limit 100000)");
 
   std::set<std::string> ids;
   for (size_t mi = 0; mi < n_methods; ++mi) {
@@ -210,8 +217,9 @@ Sweep load_sweep(const std::string& file, const std::vector<std::string>& overri
           const YAML::Node m = e.IsScalar() ? named : e;
           root["method"] = m;
           for (const auto& kv : m)
-            p.swept.emplace_back(kv.first.Scalar() == "name" ? "method" : "method." + kv.first.Scalar(),
-                                 value_text(kv.second));
+            p.swept.emplace_back(
+                kv.first.Scalar() == "name" ? "method" : "method." + kv.first.Scalar(),
+                value_text(kv.second));
         }
         // Grid index gi -> one value per axis, the last axis fastest.
         std::vector<std::pair<const Axis*, YAML::Node>> chosen;

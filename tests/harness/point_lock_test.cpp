@@ -1,15 +1,15 @@
 // Per-point lock files: exclusive across processes, stale locks (dead pid, or another host's
 // lock whose heartbeat stopped) broken, live ones respected.
-#include <gtest/gtest.h>
+#include "framework/harness/point_lock.h"
+
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
-
-#include "framework/harness/point_lock.h"
 
 namespace kvlab::harness {
 namespace {
@@ -18,7 +18,8 @@ namespace fs = std::filesystem;
 
 fs::path fresh_dir() {
   static int n = 0;
-  const fs::path d = fs::temp_directory_path() / ("kvlab_lock_" + std::to_string(getpid()) + "_" + std::to_string(n++));
+  const fs::path d = fs::temp_directory_path() /
+                     ("kvlab_lock_" + std::to_string(getpid()) + "_" + std::to_string(n++));
   fs::remove_all(d);
   fs::create_directories(d);
   return d;
@@ -113,7 +114,8 @@ TEST(PointLock, ExactlyOneOfManyRacingProcessesWins) {
     EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
   }
   int winners = 0;
-  for (const auto& e : fs::directory_iterator(dir)) winners += e.path().filename().string().rfind("won.", 0) == 0;
+  for (const auto& e : fs::directory_iterator(dir))
+    winners += e.path().filename().string().rfind("won.", 0) == 0;
   EXPECT_EQ(winners, 1);
   EXPECT_FALSE(fs::exists(path));
   EXPECT_FALSE(fs::exists(path + ".break"));
