@@ -1,18 +1,19 @@
-// kvlab run CONFIG [--set k=v]... and kvlab help NAME.
+// kvlab run CONFIG [--set k=v]... [--point I | --list] and kvlab help NAME.
 // A run folder is <output>/<name>/<point-id>/ holding config.resolved.yaml, meta.json,
-// results.json, log.txt and, written last, COMPLETE. A folder with COMPLETE is never rerun or
-// overwritten; one without it (a killed run) is run again from the start.
-#include <unistd.h>
-
+// results.json, log.txt, trace.h5 and, written last, COMPLETE. A folder with COMPLETE is never
+// rerun or overwritten; one without it (a killed run) is cleared and run again from the start.
+// A config with a `sweep:` block has many points (framework/harness/sweep.h), run in index
+// order; each is run under its lock file (framework/harness/point_lock.h) so that Slurm array
+// tasks and hand-started runs sharing a results folder never run the same point twice at once.
 #include <H5public.h>
 #include <cblas.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "experiments/common/experiment.h"
@@ -20,7 +21,9 @@
 #include "framework/cli/commands.h"
 #include "framework/core/error.h"
 #include "framework/core/file_io.h"
+#include "framework/harness/point_lock.h"
 #include "framework/harness/run_config.h"
+#include "framework/harness/sweep.h"
 #include "framework/io/trace_h5.h"
 #include "framework/model/model_init.h"
 #include "kvlab/build_info.h"
@@ -39,20 +42,31 @@ std::string utc_now() {
 }
 
 // A random model for the run, written once under <output>/<name>/models/<hash>/ and reused.
+// Several processes (array tasks) may create it at once: each writes its own temporary folder
+// and renames it into place; rename(2) of a folder onto an existing non-empty one fails, so
+// the first one wins whole and the others drop theirs (the weights are the same: same seed).
 std::string ensure_random_model(const harness::RunConfig& c) {
-  const std::string spec = str(c.model.preset, "|", c.model.config_file, "|", c.model.dtype, "|", c.model.seed);
-  const fs::path dir = fs::path(c.output) / c.name / "models" / harness::fnv1a_hex(spec).substr(0, 12);
+  const std::string spec =
+      str(c.model.preset, "|", c.model.config_file, "|", c.model.dtype, "|", c.model.seed);
+  const fs::path dir =
+      fs::path(c.output) / c.name / "models" / harness::fnv1a_hex(spec).substr(0, 12);
   if (fs::exists(dir / "config.json")) return dir.string();
   model::InitOptions o;
   o.config = c.model.preset.empty() ? model::load_model_config(c.model.config_file)
                                     : model::preset_config(c.model.preset);
   o.dtype = parse_dtype(c.model.dtype, c.file + ": model.dtype");
   o.seed = static_cast<uint64_t>(c.model.seed);
-  const fs::path tmp = dir.string() + ".tmp";
+  fs::create_directories(dir.parent_path());
+  const fs::path tmp = str(dir.string(), ".tmp.", harness::this_host(), ".", getpid());
   fs::remove_all(tmp);
   model::write_random_model(o, tmp.string());
-  fs::create_directories(dir.parent_path());
-  fs::rename(tmp, dir);
+  std::error_code ec;
+  fs::rename(tmp, dir, ec);
+  if (ec) {
+    fs::remove_all(tmp);
+    if (!fs::exists(dir / "config.json"))
+      fail(dir.string(), ": cannot move the random model into place: ", ec.message());
+  }
   return dir.string();
 }
 
@@ -61,18 +75,20 @@ nlohmann::json meta_json(const harness::RunConfig& c, int threads, const std::st
   gethostname(host, sizeof host - 1);
   unsigned maj = 0, min = 0, rel = 0;
   H5get_libversion(&maj, &min, &rel);
-  return {{"kvlab_version", KVLAB_VERSION},
-          {"git_commit", KVLAB_GIT_COMMIT},
-          {"build", {{"type", KVLAB_BUILD_TYPE}, {"compiler", KVLAB_COMPILER}, {"cuda", KVLAB_HAVE_CUDA_STR}}},
-          {"threads", threads},
-          {"seed", c.seed},
-          {"model_dir", model_dir},
-          {"host", host},
-          {"started_utc", utc_now()},
-          {"dependencies",
-           {{"openblas", openblas_get_config()},
-            {"hdf5", str(maj, ".", min, ".", rel)}}},
-          {"environment", {{"OPENBLAS_CORETYPE", getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : ""}}}};
+  return {
+      {"kvlab_version", KVLAB_VERSION},
+      {"git_commit", KVLAB_GIT_COMMIT},
+      {"build",
+       {{"type", KVLAB_BUILD_TYPE}, {"compiler", KVLAB_COMPILER}, {"cuda", KVLAB_HAVE_CUDA_STR}}},
+      {"threads", threads},
+      {"seed", c.seed},
+      {"model_dir", model_dir},
+      {"host", host},
+      {"started_utc", utc_now()},
+      {"dependencies",
+       {{"openblas", openblas_get_config()}, {"hdf5", str(maj, ".", min, ".", rel)}}},
+      {"environment",
+       {{"OPENBLAS_CORETYPE", getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : ""}}}};
 }
 
 const std::vector<ParamDecl>& method_decls(const std::string& n) {
@@ -101,41 +117,81 @@ void print_params(const std::vector<ParamDecl>& params) {
 
 }  // namespace
 
-int cmd_run(int argc, char** argv, int first) {
-  Args a("run", "Runs the experiment a YAML config describes and writes <output>/<name>/<point-id>/.",
-         {{"set", "KEY=VALUE", "override any config key, e.g. --set task.max_tokens=512", "", false, true},
-          {"check", "", "validate the config, print the resolved YAML and exit"}},
-         {"CONFIG"});
-  if (!a.parse(argc, argv, first)) return 0;
-  const std::string file = a.positionals()[0];
-  const harness::RunConfig c = harness::load_run_config(file, a.get_all("set"), method_decls, experiment_decls);
-  if (a.flag("check")) {
-    std::printf("%s", c.resolved_yaml().c_str());
-    return 0;
+namespace {
+
+// The model of the last point, kept while the next points use the same folder (one model in
+// memory at a time: real models are large).
+struct ModelCache {
+  std::string dir;
+  std::shared_ptr<const model::Model> model;
+  std::shared_ptr<const model::Model> get(const std::string& d) {
+    if (d != dir || !model) {
+      model.reset();
+      model = model::Model::load(d);
+      dir = d;
+    }
+    return model;
   }
-  const fs::path dir = fs::path(c.output) / c.name / c.point_id();
+};
+
+enum class Outcome { kRan, kComplete, kBusy };
+
+std::string point_label(const harness::Sweep& s, size_t i) {
+  if (s.points.size() == 1 && !s.has_sweep) return "";
+  return str("[point ", i, " of ", s.points.size(), "] ");
+}
+
+Outcome run_point(const harness::Sweep& s, size_t index, ModelCache& models) {
+  const harness::RunConfig& c = s.points[index].config;
+  const std::string label = point_label(s, index);
+  const fs::path sweep_dir = fs::path(c.output) / c.name;
+  const fs::path dir = sweep_dir / c.point_id();
   if (fs::exists(dir / "COMPLETE")) {
-    std::fprintf(stderr, "%s: complete, skipped (delete the folder to run it again)\n", dir.c_str());
-    return 0;
+    std::fprintf(stderr, "%s%s: complete, skipped (delete the folder to run it again)\n",
+                 label.c_str(), dir.c_str());
+    return Outcome::kComplete;
   }
+  fs::create_directories(sweep_dir);
+  harness::LockHolder holder;
+  const auto lock =
+      harness::PointLock::try_acquire((sweep_dir / (c.point_id() + ".lock")).string(), &holder);
+  if (!lock) {
+    std::fprintf(stderr, "%s%s: being run by %s, skipped\n", label.c_str(), dir.c_str(),
+                 holder.text().c_str());
+    return Outcome::kBusy;
+  }
+  if (fs::exists(dir / "COMPLETE")) {  // finished by another process between the check and the lock
+    std::fprintf(stderr, "%s%s: complete, skipped\n", label.c_str(), dir.c_str());
+    return Outcome::kComplete;
+  }
+  const bool half_written = fs::exists(dir);
+  if (half_written) fs::remove_all(dir);
+
   const int threads = set_threads(static_cast<int>(c.threads));
   const std::string model_dir = c.model.is_random() ? ensure_random_model(c) : c.model.path;
   fs::create_directories(dir);
   std::ofstream log(dir / "log.txt", std::ios::app);
   auto say = [&](const std::string& line) {
-    std::fprintf(stderr, "%s\n", line.c_str());
+    std::fprintf(stderr, "%s%s\n", label.c_str(), line.c_str());
     log << utc_now() << " " << line << "\n";
     log.flush();
   };
+  if (half_written)
+    say(str(dir.string(),
+            ": half-written by an earlier run (no COMPLETE): cleared, running again"));
   say(str("run ", c.name, " point ", c.point_id(), ": experiment ", c.experiment, ", method ",
           c.method, ", model ", model_dir, c.model.is_random() ? " (random weights)" : "",
-          ", threads ", threads));
+          ", threads ", threads,
+          s.points[index].swept.empty() ? "" : ", " + s.points[index].swept_text()));
   write_file_atomic((dir / "config.resolved.yaml").string(), c.resolved_yaml());
   nlohmann::json meta = meta_json(c, threads, model_dir);
+  if (s.has_sweep)
+    meta["sweep"] = {
+        {"index", index}, {"points", s.points.size()}, {"config", fs::absolute(s.file).string()}};
   write_file_atomic((dir / "meta.json").string(), meta.dump(2) + "\n");
 
   experiments::RunContext ctx;
-  ctx.model = model::Model::load(model_dir);
+  ctx.model = models.get(model_dir);
   ctx.method = c.method;
   ctx.make_cache = kv::make_kv_factory(c.method, c.method_params);
   ctx.task = c.task;
@@ -156,9 +212,121 @@ int cmd_run(int argc, char** argv, int first) {
   write_file_atomic((dir / "COMPLETE").string(), utc_now() + "\n");
   say(str("done: ", (dir / "results.json").string()));
   // Headline numbers on stdout: every top-level scalar of results.json.
+  if (!label.empty())
+    std::printf("point %zu %s: %s\n", index, c.point_id().c_str(),
+                s.points[index].swept_text().c_str());
   for (const auto& [k, v] : results.items())
     if (v.is_primitive()) std::printf("%-20s %s\n", k.c_str(), v.dump().c_str());
+  std::fflush(stdout);
+  return Outcome::kRan;
+}
+
+}  // namespace
+
+harness::Sweep load_cli_sweep(const std::string& file, const std::vector<std::string>& sets) {
+  return harness::load_sweep(file, sets, method_decls, experiment_decls);
+}
+
+std::string point_status(const harness::Sweep& s, size_t i) {
+  const harness::RunConfig& c = s.points[i].config;
+  const fs::path sweep_dir = fs::path(c.output) / c.name;
+  if (fs::exists(sweep_dir / c.point_id() / "COMPLETE")) return "done";
+  const auto lock = harness::probe_lock((sweep_dir / (c.point_id() + ".lock")).string());
+  if (lock.exists && !lock.stale) return "running";
+  if (fs::exists(sweep_dir / c.point_id())) return "partial";
+  return "pending";
+}
+
+void print_sweep_list(const harness::Sweep& s) {
+  size_t done = 0;
+  std::vector<std::string> status;
+  for (size_t i = 0; i < s.points.size(); ++i) {
+    status.push_back(point_status(s, i));
+    done += status.back() == "done";
+  }
+  std::printf("%s: %zu point%s in %s/, %zu done", s.file.c_str(), s.points.size(),
+              s.points.size() == 1 ? "" : "s", s.dir().c_str(), done);
+  if (s.duplicates_dropped) std::printf(" (%zu duplicate points dropped)", s.duplicates_dropped);
+  std::printf("\n%-6s %-12s %-8s %s\n", "index", "point-id", "status", "swept values");
+  for (size_t i = 0; i < s.points.size(); ++i)
+    std::printf("%-6zu %-12s %-8s %s\n", i, s.points[i].config.point_id().c_str(),
+                status[i].c_str(), s.points[i].swept_text().c_str());
+}
+
+int run_points(const harness::Sweep& s, long only) {
+  std::vector<size_t> which;
+  if (only >= 0) {
+    if (static_cast<size_t>(only) >= s.points.size())
+      fail("--point ", only, ": ", s.file, " has ", s.points.size(), " point",
+           s.points.size() == 1 ? "" : "s", " (0-", s.points.size() - 1, "); kvlab run ", s.file,
+           " --list shows them");
+    which.push_back(static_cast<size_t>(only));
+  } else {
+    for (size_t i = 0; i < s.points.size(); ++i) which.push_back(i);
+  }
+  ModelCache models;
+  size_t ran = 0, complete = 0, busy = 0;
+  std::vector<std::string> failed;
+  for (size_t i : which) {
+    if (which.size() == 1) {  // one point: its error is the command's error
+      const Outcome o = run_point(s, i, models);
+      ran += o == Outcome::kRan, complete += o == Outcome::kComplete, busy += o == Outcome::kBusy;
+      continue;
+    }
+    try {
+      const Outcome o = run_point(s, i, models);
+      ran += o == Outcome::kRan, complete += o == Outcome::kComplete, busy += o == Outcome::kBusy;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "%spoint %zu (%s) failed: %s\n", point_label(s, i).c_str(), i,
+                   s.points[i].config.point_id().c_str(), e.what());
+      failed.push_back(std::to_string(i));
+    }
+  }
+  if (which.size() > 1)
+    std::fprintf(stderr,
+                 "sweep %s: %zu points in %s/: %zu run now, %zu already complete, %zu being run "
+                 "elsewhere, %zu failed\n",
+                 s.points.front().config.name.c_str(), s.points.size(), s.dir().c_str(), ran,
+                 complete, busy, failed.size());
+  if (!failed.empty()) {
+    std::string list;
+    for (const auto& f : failed) list += (list.empty() ? "" : ", ") + f;
+    fail(failed.size(), " of ", which.size(), " points failed (", list,
+         "); their folders have no COMPLETE and are rerun next time");
+  }
   return 0;
+}
+
+int cmd_run(int argc, char** argv, int first) {
+  Args a("run",
+         "Runs the experiment a YAML config describes and writes <output>/<name>/<point-id>/; "
+         "with a sweep: block, every point in order (complete points are skipped).",
+         {{"set", "KEY=VALUE", "override any config key, e.g. --set task.max_tokens=512", "", false,
+           true},
+          {"point", "I", "run only point I of the sweep (0-based; what Slurm array tasks call)"},
+          {"list", "", "print the sweep's points (index, id, status, swept values) and exit"},
+          {"check", "", "validate the config, print each point's resolved YAML and exit"}},
+         {"CONFIG"});
+  if (!a.parse(argc, argv, first)) return 0;
+  const std::string file = a.positionals()[0];
+  const harness::Sweep s = load_cli_sweep(file, a.get_all("set"));
+  if (a.flag("check")) {
+    for (size_t i = 0; i < s.points.size(); ++i) {
+      if (s.has_sweep) std::printf("---\n# point %zu: %s\n", i, s.points[i].swept_text().c_str());
+      std::printf("%s", s.points[i].config.resolved_yaml().c_str());
+    }
+    return 0;
+  }
+  if (a.flag("list")) {
+    print_sweep_list(s);
+    return 0;
+  }
+  long only = -1;
+  if (a.has("point")) {
+    only = static_cast<long>(a.get_int("point"));
+    if (only < 0) fail("--point ", only, ": expected an index >= 0");
+  }
+  return run_points(s, only);
 }
 
 int cmd_help(int argc, char** argv, int first) {
@@ -171,13 +339,15 @@ int cmd_help(int argc, char** argv, int first) {
   const auto knames = kreg.names(), enames = ereg.names();
   if (std::find(knames.begin(), knames.end(), name) != knames.end()) {
     const auto& m = kreg.find(name);
-    std::printf("KV-cache method %s\n  %s\n\nparameters (method: block):\n", m.name.c_str(), m.help.c_str());
+    std::printf("KV-cache method %s\n  %s\n\nparameters (method: block):\n", m.name.c_str(),
+                m.help.c_str());
     print_params(m.params);
     return 0;
   }
   if (std::find(enames.begin(), enames.end(), name) != enames.end()) {
     const auto& e = ereg.find(name);
-    std::printf("experiment %s\n  %s\n\nparameters (task: block):\n", e.name.c_str(), e.help.c_str());
+    std::printf("experiment %s\n  %s\n\nparameters (task: block):\n", e.name.c_str(),
+                e.help.c_str());
     print_params(e.params);
     return 0;
   }

@@ -18,6 +18,7 @@ struct Command {
 const Command kCommands[] = {
     {"run", kvlab::cli::cmd_run, "run an experiment from a YAML config (configs/quickstart.yaml)"},
     {"train", kvlab::cli::cmd_train, "train a model from a YAML recipe (configs/train/), resuming"},
+    {"sweep", kvlab::cli::cmd_sweep, "run a sweep's points locally, or as a Slurm job array (--slurm)"},
     {"model init", kvlab::cli::cmd_model_init, "write a random model in the Hugging Face layout"},
     {"tokenize", kvlab::cli::cmd_tokenize, "print a text's token ids as a JSON array"},
     {"tokenizer train", kvlab::cli::cmd_tokenizer_train, "train a byte-level BPE tokenizer.json"},

@@ -8,10 +8,15 @@
 #include <sstream>
 
 #include "framework/core/error.h"
+#include "framework/harness/config_tree.h"
 
 namespace kvlab::harness {
 
 namespace {
+void apply_override(YAML::Node& root, const std::string& ov);
+}  // namespace
+
+namespace detail {
 
 // "file:line: key.path" for a node (yaml-cpp lines are 0-based; -1 for nodes made by --set).
 std::string where(const std::string& file, const YAML::Node& n, const std::string& key) {
@@ -20,12 +25,74 @@ std::string where(const std::string& file, const YAML::Node& n, const std::strin
   return str(file, ":", mark.line + 1, ": ", key);
 }
 
+// As above for a map entry: the key's line, or the value's where the key was made by a sweep
+// (sweep values keep the line they were written on).
+std::string where(const std::string& file, const YAML::Node& key, const YAML::Node& value,
+                  const std::string& path) {
+  return where(file, key.Mark().line >= 0 ? key : value, path);
+}
+
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (true) {
+    const size_t dot = path.find('.', start);
+    parts.push_back(path.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  return parts;
+}
+
+void set_path(YAML::Node& root, const std::vector<std::string>& parts, const YAML::Node& value) {
+  // Walk with node references (yaml-cpp nodes are handles; operator[] creates missing keys).
+  std::vector<YAML::Node> chain{root};
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    YAML::Node cur = chain.back();
+    YAML::Node next = cur[parts[i]];
+    if (next.IsDefined() && !next.IsMap()) {
+      // `model: DIR` written as a scalar: a map key below it means the scalar is replaced;
+      // `method: NAME` becomes {name: NAME} (method.rank=8 keeps the method).
+      YAML::Node m(YAML::NodeType::Map);
+      if (i == 0 && parts[0] == "method" && next.IsScalar()) m["name"] = YAML::Node(next);
+      cur.remove(parts[i]);
+      cur[parts[i]] = m;
+      next = cur[parts[i]];
+    }
+    chain.push_back(next);
+  }
+  // Replace the entry (not assign through it): the old value node may be shared with another tree.
+  chain.back().remove(parts.back());
+  chain.back()[parts.back()] = value;
+}
+
+YAML::Node load_yaml(const std::string& file, const std::vector<std::string>& overrides) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(file);
+  } catch (const YAML::BadFile&) {
+    fail(file, ": cannot open config file");
+  } catch (const YAML::ParserException& e) {
+    fail(file, ":", e.mark.line + 1, ":", e.mark.column + 1, ": malformed YAML: ", e.msg);
+  }
+  if (!root.IsMap())
+    fail(file, ": the top level must be a map of keys (name, experiment, model, ...)");
+  for (const auto& ov : overrides) apply_override(root, ov);
+  return root;
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::where;
+
 void check_keys(const std::string& file, const YAML::Node& map, const std::string& prefix,
                 const std::vector<std::string>& allowed) {
   for (const auto& kv : map) {
     const std::string k = kv.first.as<std::string>();
     if (std::find(allowed.begin(), allowed.end(), k) != allowed.end()) continue;
-    std::string msg = str(where(file, kv.first, prefix + k), ": unknown key");
+    std::string msg = str(where(file, kv.first, kv.second, prefix + k), ": unknown key");
     if (auto s = did_you_mean(k, allowed)) msg += str(" (did you mean '", prefix + *s, "'?)");
     msg += "; allowed here:";
     for (const auto& a : allowed) msg += " " + a;
@@ -56,11 +123,28 @@ void fill_params(const std::string& file, const YAML::Node& map, const std::stri
   for (const auto& kv : map) {
     const std::string k = kv.first.as<std::string>();
     if (std::find(skip.begin(), skip.end(), k) != skip.end()) continue;
-    const std::string w = where(file, kv.first, prefix + k);
+    const std::string w = where(file, kv.first, kv.second, prefix + k);
     if (!kv.second.IsScalar()) fail(w, ": expected a single value");
     // ParamValues reports "<w>: unknown parameter 'k'" with the declared names.
-    values.set_from_string(k, kv.second.Scalar(), where(file, kv.first, prefix.substr(0, prefix.size() - 1)));
+    values.set_from_string(k, kv.second.Scalar(),
+                           where(file, kv.first, kv.second, prefix.substr(0, prefix.size() - 1)));
   }
+}
+
+// A --set value keeps no line of the file: rebuilt without marks so errors say "(--set)".
+YAML::Node without_marks(const YAML::Node& n) {
+  if (n.IsScalar()) return YAML::Node(n.Scalar());
+  if (n.IsSequence()) {
+    YAML::Node out(YAML::NodeType::Sequence);
+    for (const auto& c : n) out.push_back(without_marks(c));
+    return out;
+  }
+  if (n.IsMap()) {
+    YAML::Node out(YAML::NodeType::Map);
+    for (const auto& kv : n) out[kv.first.Scalar()] = without_marks(kv.second);
+    return out;
+  }
+  return YAML::Node();
 }
 
 // Applies "a.b.c=value" to the tree; value parsed as YAML (so lists and numbers keep their type).
@@ -68,36 +152,21 @@ void apply_override(YAML::Node& root, const std::string& ov) {
   const auto eq = ov.find('=');
   if (eq == std::string::npos || eq == 0) fail("--set ", ov, ": expected KEY.PATH=VALUE");
   const std::string path = ov.substr(0, eq), value = ov.substr(eq + 1);
-  std::vector<std::string> parts;
-  std::stringstream ss(path);
-  std::string part;
-  while (std::getline(ss, part, '.')) {
-    if (part.empty()) fail("--set ", ov, ": empty key in '", path, "'");
-    parts.push_back(part);
-  }
+  const std::vector<std::string> parts = detail::split_path(path);
+  for (const auto& p : parts)
+    if (p.empty()) fail("--set ", ov, ": empty key in '", path, "'");
   YAML::Node v;
   try {
     v = YAML::Load(value);
   } catch (const YAML::Exception& e) {
     fail("--set ", ov, ": cannot parse value: ", e.msg);
   }
-  // Walk with node references (yaml-cpp nodes are handles; operator[] creates missing keys).
-  std::vector<YAML::Node> chain{root};
-  for (size_t i = 0; i + 1 < parts.size(); ++i) {
-    YAML::Node cur = chain.back();
-    YAML::Node next = cur[parts[i]];
-    if (next.IsDefined() && next.IsScalar()) {
-      // `model: DIR` written as a scalar: a map key below it means the scalar is replaced.
-      cur[parts[i]] = YAML::Node(YAML::NodeType::Map);
-      next = cur[parts[i]];
-    }
-    chain.push_back(next);
-  }
-  chain.back()[parts.back()] = v;
+  detail::set_path(root, parts, without_marks(v));
 }
 
 void emit_params(YAML::Emitter& e, const ParamValues& p) {
-  for (const auto& [k, v] : p.values()) e << YAML::Key << k << YAML::Value << param_value_to_string(v);
+  for (const auto& [k, v] : p.values())
+    e << YAML::Key << k << YAML::Value << param_value_to_string(v);
 }
 
 }  // namespace
@@ -144,28 +213,22 @@ std::string RunConfig::resolved_yaml() const {
 
 std::string RunConfig::point_id() const { return fnv1a_hex(resolved_yaml()).substr(0, 12); }
 
-RunConfig load_run_config(const std::string& file, const std::vector<std::string>& overrides,
-                          const DeclLookup& method_params, const DeclLookup& experiment_params) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(file);
-  } catch (const YAML::BadFile&) {
-    fail(file, ": cannot open config file");
-  } catch (const YAML::ParserException& e) {
-    fail(file, ":", e.mark.line + 1, ":", e.mark.column + 1, ": malformed YAML: ", e.msg);
-  }
-  if (!root.IsMap()) fail(file, ": the top level must be a map of keys (name, experiment, model, ...)");
-  for (const auto& ov : overrides) apply_override(root, ov);
-
+RunConfig detail::config_from_tree(const std::string& file, const YAML::Node& root,
+                                   const DeclLookup& method_params,
+                                   const DeclLookup& experiment_params) {
   RunConfig c;
   c.file = file;
-  check_keys(file, root, "", {"name", "experiment", "model", "method", "task", "seed", "threads", "output"});
+  check_keys(
+      file, root, "",
+      {"name", "experiment", "model", "method", "task", "seed", "threads", "output", "sweep"});
+  // (`sweep` is taken out by load_sweep before a point's tree gets here.)
   for (const char* k : {"name", "experiment", "model"})
     if (!root[k]) fail(file, ": missing required key '", k, "'");
   c.name = scalar(file, root["name"], "name");
   for (char ch : c.name)
     if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.'))
-      fail(where(file, root["name"], "name"), ": use letters, digits, '-', '_' or '.' (it names a folder)");
+      fail(where(file, root["name"], "name"),
+           ": use letters, digits, '-', '_' or '.' (it names a folder)");
   c.experiment = scalar(file, root["experiment"], "experiment");
 
   const YAML::Node m = root["model"];
@@ -181,7 +244,8 @@ RunConfig load_run_config(const std::string& file, const std::vector<std::string
     if (m["dtype"]) {
       c.model.dtype = scalar(file, m["dtype"], "model.dtype");
       if (c.model.dtype != "f32" && c.model.dtype != "bf16" && c.model.dtype != "f16")
-        fail(where(file, m["dtype"], "model.dtype"), ": expected f32, bf16 or f16, got '", c.model.dtype, "'");
+        fail(where(file, m["dtype"], "model.dtype"), ": expected f32, bf16 or f16, got '",
+             c.model.dtype, "'");
     }
     if (m["seed"]) c.model.seed = integer(file, m["seed"], "model.seed");
     if (!c.model.path.empty() && (m["dtype"] || m["seed"]))
@@ -204,7 +268,8 @@ RunConfig load_run_config(const std::string& file, const std::vector<std::string
   try {
     c.method_params = ParamValues(method_params(c.method));
   } catch (const Error& e) {
-    fail(where(file, meth ? meth : root, "method.name"), ": ", e.what());
+    const YAML::Node at = !meth ? root : (meth.IsMap() && meth["name"]) ? meth["name"] : meth;
+    fail(where(file, at, "method.name"), ": ", e.what());
   }
   if (meth && meth.IsMap()) fill_params(file, meth, "method.", {"name"}, c.method_params);
 

@@ -7,6 +7,7 @@
 //   seed: 0
 //   threads: 0                  # 0: all hardware threads
 //   output: results
+//   sweep: {grid: ..., zip: ..., methods: ...}   # many points from one file: see sweep.h
 // Every key is validated against a declaration before any work; errors name the file, the line
 // and the key path, with a "did you mean". `--set a.b=value` overrides any key.
 #pragma once
@@ -50,6 +51,7 @@ struct RunConfig {
 // Declared parameters for a method or experiment name (throws for unknown names).
 using DeclLookup = std::function<const std::vector<ParamDecl>&(const std::string&)>;
 
+// One run: a config without a `sweep:` block (or whose sweep has a single point); see sweep.h.
 RunConfig load_run_config(const std::string& file, const std::vector<std::string>& overrides,
                           const DeclLookup& method_params, const DeclLookup& experiment_params);
 

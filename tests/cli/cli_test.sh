@@ -100,5 +100,88 @@ mkdir -p "$W/m4" && cp "$W/m1/config.json" "$W/m4/" && cp "$W/trunc.safetensors"
 expect_fail "model.safetensors" $KVLAB logits --model "$W/m4" --tokens 1 --out "$W/x.h5"
 expect_fail "outside the vocabulary" $KVLAB logits --model "$W/m1" --tokens 1,999 --out "$W/x.h5"
 
+# sweep: grid x zip x methods points, --list, validation before any point runs, a killed sweep
+# resumes (each point run once, complete ones untouched), lock files, --slurm script
+$KVLAB sweep --help | grep -q "usage: kvlab sweep" && ok || bad "--help for sweep"
+cat > "$W/s.yaml" <<YAML
+name: sw
+experiment: ppl
+model: {preset: tiny, seed: 1}
+task: {text: "file:$W/t.txt", max_tokens: 12}
+threads: 1
+output: $W/results
+sweep:
+  methods: [full_cache]
+  grid:
+    task.max_tokens: [12, 16]
+  zip:
+    seed: [1, 2]
+    task.chunk: [4, 8]
+YAML
+SW=$W/results/sw
+$KVLAB run "$W/s.yaml" --list > "$W/list.txt"
+grep -q "s.yaml: 4 points in $SW/, 0 done" "$W/list.txt" && ok || bad "--list header: $(cat "$W/list.txt")"
+[[ $(grep -c ' pending ' "$W/list.txt") == 4 ]] && ok || bad "--list statuses: $(cat "$W/list.txt")"
+grep -Eq '^3 +[0-9a-f]{12} +pending +method=full_cache task.max_tokens=16 seed=2 task.chunk=8$' "$W/list.txt" && ok || bad "--list point 3: $(cat "$W/list.txt")"
+mapfile -t ids < <(awk 'NR > 2 { print $2 }' "$W/list.txt")
+[[ ${#ids[@]} == 4 && $(printf '%s\n' "${ids[@]}" | sort -u | wc -l) == 4 ]] && ok || bad "point ids not distinct: ${ids[*]}"
+sed 's/max_tokens: \[12, 16\]/max_tokens: [12, 1]/' "$W/s.yaml" | sed 's/^name: sw/name: swbad/' > "$W/sbad.yaml"
+expect_fail "sbad.yaml:10: task: max_tokens = 1 is out of range" $KVLAB run "$W/sbad.yaml"
+[[ ! -e $W/results/swbad ]] && ok || bad "a point ran before every point was validated"
+expect_fail "--point 4: $W/s.yaml has 4 points (0-3)" $KVLAB run "$W/s.yaml" --point 4
+# A "killed" sweep: points 0 and 2 done, point 1 half-written, point 3 under a dead process's lock.
+$KVLAB run "$W/s.yaml" --point 0 >/dev/null 2>&1 || bad "--point 0 failed"
+$KVLAB run "$W/s.yaml" --point 2 >/dev/null 2>&1 || bad "--point 2 failed"
+m0=$(stat -c %y "$SW/${ids[0]}/results.json"); m2=$(stat -c %y "$SW/${ids[2]}/results.json")
+mkdir -p "$SW/${ids[1]}" && echo '{"trunc' > "$SW/${ids[1]}/results.json" && echo "old" > "$SW/${ids[1]}/stray.txt"
+( exit 0 ) & dead=$!; wait $dead
+echo "pid=$dead host=$(hostname) started=x" > "$SW/${ids[3]}.lock"
+$KVLAB run "$W/s.yaml" --list > "$W/list.txt"
+[[ $(awk 'NR > 2 { printf "%s ", $3 }' "$W/list.txt") == "done partial done pending " ]] && ok || bad "--list after a kill: $(cat "$W/list.txt")"
+out=$($KVLAB run "$W/s.yaml" 2>&1) || bad "resumed sweep failed: $out"
+[[ $(grep -c "complete, skipped" <<<"$out") == 2 ]] && ok || bad "resume did not skip the 2 complete points: $out"
+grep -q "half-written by an earlier run (no COMPLETE): cleared" <<<"$out" && ok || bad "half-written point not cleared: $out"
+grep -q "2 run now, 2 already complete, 0 being run elsewhere, 0 failed" <<<"$out" && ok || bad "resume summary: $out"
+for i in 0 1 2 3; do
+  [[ -s $SW/${ids[$i]}/COMPLETE && -s $SW/${ids[$i]}/results.json ]] && ok || bad "point $i not complete"
+  [[ $(grep -c "done: " "$SW/${ids[$i]}/log.txt") == 1 ]] && ok || bad "point $i not run exactly once"
+  [[ ! -e $SW/${ids[$i]}.lock ]] && ok || bad "point $i lock left behind"
+done
+[[ $(stat -c %y "$SW/${ids[0]}/results.json") == "$m0" && $(stat -c %y "$SW/${ids[2]}/results.json") == "$m2" ]] && ok || bad "a complete point was rewritten"
+[[ ! -e $SW/${ids[1]}/stray.txt ]] && grep -q '"perplexity"' "$SW/${ids[1]}/results.json" && ok || bad "half-written point not rerun from scratch"
+out=$($KVLAB sweep "$W/s.yaml" 2>&1)
+[[ $(grep -c "complete, skipped" <<<"$out") == 4 ]] && ok || bad "second run did not skip all: $out"
+$KVLAB run "$W/s.yaml" --list | grep -q "4 points in $SW/, 4 done" && ok || bad "--list after resume"
+# A live lock (a running process on this host) keeps others off the point.
+sleep 60 & live=$!
+id0=$($KVLAB run "$W/s.yaml" --set task.bos=false --list | awk 'NR == 3 { print $2 }')
+echo "pid=$live host=$(hostname) started=x" > "$SW/$id0.lock"
+out=$($KVLAB run "$W/s.yaml" --set task.bos=false --point 0 2>&1) || bad "busy point exited non-zero: $out"
+grep -q "being run by pid $live" <<<"$out" && [[ ! -e $SW/$id0 ]] && ok || bad "live lock not respected: $out"
+kill $live; wait $live 2>/dev/null || true
+# Two processes on one sweep at once: every point run exactly once.
+$KVLAB run "$W/s.yaml" --set task.bos=false >/dev/null 2>"$W/c1.txt" & c1=$!
+$KVLAB sweep "$W/s.yaml" --set task.bos=false >/dev/null 2>"$W/c2.txt" & c2=$!
+wait $c1 && wait $c2 && ok || bad "concurrent runs failed: $(cat "$W/c1.txt" "$W/c2.txt")"
+n_done=0
+for id in $($KVLAB run "$W/s.yaml" --set task.bos=false --list | awk 'NR > 2 { print $2 }'); do
+  [[ -s $SW/$id/COMPLETE && $(grep -c "done: " "$SW/$id/log.txt") == 1 ]] && n_done=$((n_done + 1))
+done
+[[ $n_done == 4 ]] && ok || bad "concurrent runs: $n_done of 4 points done exactly once: $(cat "$W/c1.txt" "$W/c2.txt")"
+[[ $(ls -d "$SW"/models/*/ | wc -l) == 1 && -z $(ls -d "$SW"/models/*.tmp.* 2>/dev/null) ]] && ok || bad "random model: $(ls "$SW/models")"
+# --slurm: the job-array script (dry run), and submission through a stand-in sbatch.
+$KVLAB sweep "$W/s.yaml" --slurm --dry-run --partition p1 --time 01:00:00 --gpus 1 --cpus-per-task 2 >/dev/null 2>&1 || bad "sweep --slurm --dry-run failed"
+sb=$SW/slurm/sweep.sbatch
+for want in "#SBATCH --array=0-3" "#SBATCH --partition=p1" "#SBATCH --time=01:00:00" "#SBATCH --gpus=1" \
+            "#SBATCH --cpus-per-task=2" "#SBATCH --output=$SW/slurm/logs/%A_%a.log" \
+            "exec '$(realpath "$KVLAB")' run '$W/s.yaml' --point \"\$SLURM_ARRAY_TASK_ID\""; do
+  grep -qxF -- "$want" "$sb" && ok || bad "sbatch script lacks '$want': $(cat "$sb")"
+done
+mkdir -p "$W/bin" && printf '#!/bin/sh\necho "$@" > %s/sbatch.args\necho 4242\n' "$W" > "$W/bin/sbatch" && chmod +x "$W/bin/sbatch"
+job=$(PATH="$W/bin:$PATH" $KVLAB sweep "$W/s.yaml" --slurm --set task.bos=false 2>/dev/null)
+[[ $job == 4242 && $(cat "$W/sbatch.args") == "--parsable $sb" ]] && ok || bad "sbatch submission: job '$job', args $(cat "$W/sbatch.args" 2>&1)"
+grep -qF -- "--set 'task.bos=false' --point" "$sb" && ok || bad "--set not passed on to the tasks: $(tail -1 "$sb")"
+expect_fail "--partition applies only with --slurm" $KVLAB sweep "$W/s.yaml" --partition p1
+
 echo "$pass passed, $fails failed"
 [[ $fails == 0 ]]

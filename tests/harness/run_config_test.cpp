@@ -1,11 +1,12 @@
+#include "framework/harness/run_config.h"
+
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
 
 #include "framework/core/error.h"
-#include "framework/harness/run_config.h"
 
 namespace kvlab::harness {
 namespace {
@@ -29,7 +30,8 @@ const std::vector<ParamDecl>& exp_decls(const std::string& name) {
 
 std::string write(const std::string& text) {
   static int n = 0;
-  const fs::path p = fs::temp_directory_path() / ("kvlab_cfg_" + std::to_string(getpid()) + "_" + std::to_string(n++) + ".yaml");
+  const fs::path p = fs::temp_directory_path() / ("kvlab_cfg_" + std::to_string(getpid()) + "_" +
+                                                  std::to_string(n++) + ".yaml");
   std::ofstream(p) << text;
   return p.string();
 }
@@ -76,8 +78,11 @@ TEST(RunConfig, ErrorsNameFileLineAndKey) {
   EXPECT_NE(e.find(":4: methdo: unknown key (did you mean 'method'?)"), std::string::npos) << e;
   e = error_of(std::string(kGood) + "seed: 1\n", {"method.rank=500"});
   EXPECT_NE(e.find("rank = 500 is out of range [1, 128]"), std::string::npos) << e;
-  e = error_of("name: t\nexperiment: ppl\nmodel: {preset: tiny}\nmethod:\n  name: lowrank\n  rnak: 3\n");
-  EXPECT_NE(e.find(":6: method: unknown parameter 'rnak' (did you mean 'rank'?)"), std::string::npos) << e;
+  e = error_of(
+      "name: t\nexperiment: ppl\nmodel: {preset: tiny}\nmethod:\n  name: lowrank\n  rnak: 3\n");
+  EXPECT_NE(e.find(":6: method: unknown parameter 'rnak' (did you mean 'rank'?)"),
+            std::string::npos)
+      << e;
   e = error_of("name: t\nexperiment: pll\nmodel: {preset: tiny}\n");
   EXPECT_NE(e.find(":2: experiment"), std::string::npos) << e;
   e = error_of("name: t\nexperiment: ppl\nmodel: {preset: tiny}\ntask:\n  max_tokens: lots\n");
@@ -90,7 +95,8 @@ TEST(RunConfig, ErrorsNameFileLineAndKey) {
   EXPECT_NE(e.find("missing required key 'experiment'"), std::string::npos) << e;
   e = error_of(kGood, {"task.max_tokens"});
   EXPECT_NE(e.find("expected KEY.PATH=VALUE"), std::string::npos) << e;
-  EXPECT_NE(error_of("name: a/b\nexperiment: ppl\nmodel: x\n").find("names a folder"), std::string::npos);
+  EXPECT_NE(error_of("name: a/b\nexperiment: ppl\nmodel: x\n").find("names a folder"),
+            std::string::npos);
 }
 
 }  // namespace
