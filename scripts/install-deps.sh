@@ -16,6 +16,8 @@ $SUDO apt-get install -y -q --no-install-recommends \
 # (datasets/longbench/jieba.cpp); fuzzywuzzy and Levenshtein make the metric goldens.
 $SUDO apt-get install -y -q --no-install-recommends \
   python3-jieba python3-fuzzywuzzy python3-levenshtein
+# Slurm (one-node cluster on loopback for the `slurm` integration test; scripts/start-slurm.sh).
+$SUDO apt-get install -y -q --no-install-recommends slurm-wlm munge
 # Public-domain text read where Debian installs it (datasets/text/corpus.cpp): the King James
 # Bible, and Project Gutenberg books shipped as test data in Go source packages.
 $SUDO apt-get install -y -q --no-install-recommends \
