@@ -16,6 +16,8 @@ int cmd_help(int argc, char** argv, int first);
 int cmd_inspect(int argc, char** argv, int first);
 int cmd_tokenizer_train(int argc, char** argv, int first);
 int cmd_score(int argc, char** argv, int first);
+int cmd_table(int argc, char** argv, int first);
+int cmd_plot(int argc, char** argv, int first);
 
 // Sets the global thread pool (and BLAS) to `threads` (0: all hardware threads); returns it.
 int set_threads(int threads);
