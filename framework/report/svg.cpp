@@ -111,8 +111,13 @@ std::vector<double> nice_ticks(double lo, double hi, int target) {
       break;
     }
   std::vector<double> t;
-  for (double v = std::ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step)
-    t.push_back(std::abs(v) < step * 1e-9 ? 0.0 : v);
+  // Multiples of the step by integer index; round to the step's decimals so 0.6 prints as 0.6.
+  const double k0 = std::ceil(lo / step - 1e-9);
+  const double scale = std::pow(10.0, std::max(0.0, -std::floor(std::log10(step)) + 2));
+  for (double k = k0; k * step <= hi + step * 1e-9; k += 1) {
+    const double v = std::round(k * step * scale) / scale;
+    t.push_back(v == 0 ? 0.0 : v);
+  }
   return t;
 }
 

@@ -299,6 +299,12 @@ Pivot pivot(const std::vector<Point>& points, const std::string& metric) {
   for (const auto& p : points) sorted.push_back(&p);
   std::stable_sort(sorted.begin(), sorted.end(),
                    [](const Point* a, const Point* b) { return value_less(get(*a, "seed"), get(*b, "seed")); });
+  struct Missing {
+    size_t row, col;
+    const Point* p;
+    std::string label;
+  };
+  std::vector<Missing> missing;
   for (const Point* p : sorted) {
     const RowKey r = row_of(*p, k);
     size_t ri = 0, ci = 0;
@@ -308,14 +314,18 @@ Pivot pivot(const std::vector<Point>& points, const std::string& metric) {
     Cell& c = pv.cells[ri][ci];
     if (!p->complete) {
       ++c.incomplete;
-      pv.missing.push_back(p);
-      pv.missing_labels.push_back(p->id + ": " + row_label(r) + " | " + cols[ci].second + " | seed=" + get(*p, "seed"));
+      missing.push_back({ri, ci, p, p->id + ": " + row_label(r) + " | " + cols[ci].second + " | seed=" + get(*p, "seed")});
       continue;
     }
     auto v = metric_value(p->results, pv.metric);
     if (!v) fail("kvlab table: ", p->dir, "/results.json has no number '", pv.metric, "'");
     c.values.push_back(*v);
   }
+  // Missing points in table order (row, column, seed).
+  std::stable_sort(missing.begin(), missing.end(), [](const Missing& a, const Missing& b) {
+    return a.row != b.row ? a.row < b.row : a.col < b.col;
+  });
+  for (const auto& m : missing) pv.missing.push_back(m.p), pv.missing_labels.push_back(m.label);
   pv.min_seeds = 1 << 30;
   for (const auto& row : pv.cells)
     for (const auto& c : row)
