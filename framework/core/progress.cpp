@@ -18,7 +18,9 @@ Progress::Progress(std::string label, int64_t total, std::string unit, Options o
     };
   if (!opt_.clock) {
     const auto t0 = std::chrono::steady_clock::now();
-    opt_.clock = [t0] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+    opt_.clock = [t0] {
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    };
   }
   start_ = opt_.clock();
   last_draw_ = start_;
@@ -76,11 +78,18 @@ std::string Progress::human(double v) {
   char b[32];
   const char* suffix = "";
   double a = std::abs(v);
-  if (a >= 1e9) v /= 1e9, suffix = "G";
-  else if (a >= 1e6) v /= 1e6, suffix = "M";
-  else if (a >= 1e3) v /= 1e3, suffix = "k";
+  if (a >= 1e9)
+    v /= 1e9, suffix = "G";
+  else if (a >= 1e6)
+    v /= 1e6, suffix = "M";
+  else if (a >= 1e3)
+    v /= 1e3, suffix = "k";
   a = std::abs(v);
-  std::snprintf(b, sizeof b, a >= 100 || (*suffix == '\0' && a == std::floor(a)) ? "%.0f%s" : a >= 10 ? "%.1f%s" : "%.2f%s", v, suffix);
+  std::snprintf(b, sizeof b,
+                a >= 100 || (*suffix == '\0' && a == std::floor(a)) ? "%.0f%s"
+                : a >= 10                                           ? "%.1f%s"
+                                                                    : "%.2f%s",
+                v, suffix);
   return b;
 }
 
@@ -90,8 +99,10 @@ std::string Progress::duration(double s, bool compact) {
   const long h = t / 3600, m = (t / 60) % 60, sec = t % 60;
   char b[32];
   if (compact) {
-    if (h) std::snprintf(b, sizeof b, "%ld:%02ld:%02ld", h, m, sec);
-    else std::snprintf(b, sizeof b, "%ld:%02ld", m, sec);
+    if (h)
+      std::snprintf(b, sizeof b, "%ld:%02ld:%02ld", h, m, sec);
+    else
+      std::snprintf(b, sizeof b, "%ld:%02ld", m, sec);
   } else if (h) {
     std::snprintf(b, sizeof b, "%ldh%02ldm", h, m);
   } else if (m) {
@@ -112,7 +123,8 @@ std::string Progress::status_line(double now, bool final) const {
   r += u;
   r += "/s";
   const bool known = total_ > 0;
-  const double frac = known ? std::clamp(static_cast<double>(done_) / static_cast<double>(total_), 0.0, 1.0) : 0;
+  const double frac =
+      known ? std::clamp(static_cast<double>(done_) / static_cast<double>(total_), 0.0, 1.0) : 0;
   const double eta = rate > 0 && known ? static_cast<double>(total_ - done_) / rate : NAN;
   char pct[16];
   std::snprintf(pct, sizeof pct, "%3.0f%%", frac * 100);
@@ -136,7 +148,9 @@ std::string Progress::status_line(double now, bool final) const {
     if (known) s += "  ETA ", s += duration(eta, true);
     return s;
   }
-  return label_ + ": " + count + (known ? std::string(" (") + (pct[0] == ' ' ? pct + (pct[1] == ' ' ? 2 : 1) : pct) + ")" : "") +
+  return label_ + ": " + count +
+         (known ? std::string(" (") + (pct[0] == ' ' ? pct + (pct[1] == ' ' ? 2 : 1) : pct) + ")"
+                : "") +
          ", " + r + (known ? ", ETA " + duration(eta, false) : "");
 }
 

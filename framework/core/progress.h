@@ -5,9 +5,9 @@
 // On a terminal (stderr is a tty) it redraws one line with carriage returns, at most ~10 times a
 // second:  "prefill [########------------]  31%  1280/4096 tok  2.31k tok/s  ETA 0:01".
 // Otherwise (CI logs, files) it prints a plain line every `log_every_s` seconds and one at the
-// end:  "prefill: 1280/4096 tok (31%), 2.31k tok/s, ETA 1s"  /  "prefill: done, 4096 tok in 1.8s (2.28k tok/s)".
-// total <= 0: unknown total (count and rate only). advance() is thread-safe; cost: one clock read
-// and a mutex per call, so call it per chunk, not per element, in hot loops.
+// end:  "prefill: 1280/4096 tok (31%), 2.31k tok/s, ETA 1s"  /  "prefill: done, 4096 tok in 1.8s
+// (2.28k tok/s)". total <= 0: unknown total (count and rate only). advance() is thread-safe; cost:
+// one clock read and a mutex per call, so call it per chunk, not per element, in hot loops.
 #pragma once
 
 #include <chrono>
@@ -19,9 +19,9 @@
 namespace kvlab {
 
 struct ProgressOptions {
-  int terminal = -1;           // -1: detect (isatty(stderr)); 0: log lines; 1: redrawn bar
-  double log_every_s = 10;     // log mode: seconds between lines
-  double redraw_every_s = 0.1; // terminal mode: at most ~10 Hz
+  int terminal = -1;            // -1: detect (isatty(stderr)); 0: log lines; 1: redrawn bar
+  double log_every_s = 10;      // log mode: seconds between lines
+  double redraw_every_s = 0.1;  // terminal mode: at most ~10 Hz
   int bar_width = 28;
   // Where text goes (default: stderr) and the clock in seconds (default: steady_clock); tests
   // inject both.
@@ -31,7 +31,6 @@ struct ProgressOptions {
 
 class Progress {
  public:
-
   using Options = ProgressOptions;
   Progress(std::string label, int64_t total, std::string unit = "", Options opt = Options());
   ~Progress();

@@ -21,7 +21,9 @@ std::string num(double v) {
 
 constexpr const char* kFont = "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\"";
 
-double text_width(const std::string& s, int size) { return 0.6 * size * static_cast<double>(s.size()); }
+double text_width(const std::string& s, int size) {
+  return 0.6 * size * static_cast<double>(s.size());
+}
 
 }  // namespace
 
@@ -41,20 +43,21 @@ std::string xml_escape(const std::string& s) {
 
 SvgWriter::SvgWriter(int width, int height) : w_(width), h_(height) {}
 
-void SvgWriter::rect(double x, double y, double w, double h, const std::string& fill, const std::string& extra) {
-  body_ += "<rect x=\"" + num(x) + "\" y=\"" + num(y) + "\" width=\"" + num(w) + "\" height=\"" + num(h) +
-           "\" fill=\"" + fill + "\"" + (extra.empty() ? "" : " " + extra) + "/>\n";
-}
-
-void SvgWriter::line(double x1, double y1, double x2, double y2, const std::string& stroke, double width,
+void SvgWriter::rect(double x, double y, double w, double h, const std::string& fill,
                      const std::string& extra) {
-  body_ += "<line x1=\"" + num(x1) + "\" y1=\"" + num(y1) + "\" x2=\"" + num(x2) + "\" y2=\"" + num(y2) +
-           "\" stroke=\"" + stroke + "\" stroke-width=\"" + num(width) + "\"" + (extra.empty() ? "" : " " + extra) +
-           "/>\n";
+  body_ += "<rect x=\"" + num(x) + "\" y=\"" + num(y) + "\" width=\"" + num(w) + "\" height=\"" +
+           num(h) + "\" fill=\"" + fill + "\"" + (extra.empty() ? "" : " " + extra) + "/>\n";
 }
 
-void SvgWriter::polyline(const std::vector<double>& xs, const std::vector<double>& ys, const std::string& stroke,
-                         double width, const std::string& extra) {
+void SvgWriter::line(double x1, double y1, double x2, double y2, const std::string& stroke,
+                     double width, const std::string& extra) {
+  body_ += "<line x1=\"" + num(x1) + "\" y1=\"" + num(y1) + "\" x2=\"" + num(x2) + "\" y2=\"" +
+           num(y2) + "\" stroke=\"" + stroke + "\" stroke-width=\"" + num(width) + "\"" +
+           (extra.empty() ? "" : " " + extra) + "/>\n";
+}
+
+void SvgWriter::polyline(const std::vector<double>& xs, const std::vector<double>& ys,
+                         const std::string& stroke, double width, const std::string& extra) {
   body_ += "<polyline fill=\"none\" stroke=\"" + stroke + "\" stroke-width=\"" + num(width) +
            "\" stroke-linejoin=\"round\"" + (extra.empty() ? "" : " " + extra) + " points=\"";
   for (size_t i = 0; i < xs.size(); ++i) {
@@ -67,23 +70,26 @@ void SvgWriter::polyline(const std::vector<double>& xs, const std::vector<double
 }
 
 void SvgWriter::circle(double cx, double cy, double r, const std::string& fill) {
-  body_ += "<circle cx=\"" + num(cx) + "\" cy=\"" + num(cy) + "\" r=\"" + num(r) + "\" fill=\"" + fill +
-           "\" stroke=\"white\" stroke-width=\"1\"/>\n";
+  body_ += "<circle cx=\"" + num(cx) + "\" cy=\"" + num(cy) + "\" r=\"" + num(r) + "\" fill=\"" +
+           fill + "\" stroke=\"white\" stroke-width=\"1\"/>\n";
 }
 
-void SvgWriter::text(double x, double y, const std::string& s, int size, const std::string& anchor, double rotate,
-                     const std::string& extra) {
-  body_ += "<text x=\"" + num(x) + "\" y=\"" + num(y) + "\" font-size=\"" + std::to_string(size) + "\" " + kFont +
-           " text-anchor=\"" + anchor + "\"";
-  if (rotate != 0) body_ += " transform=\"rotate(" + num(rotate) + " " + num(x) + " " + num(y) + ")\"";
+void SvgWriter::text(double x, double y, const std::string& s, int size, const std::string& anchor,
+                     double rotate, const std::string& extra) {
+  body_ += "<text x=\"" + num(x) + "\" y=\"" + num(y) + "\" font-size=\"" + std::to_string(size) +
+           "\" " + kFont + " text-anchor=\"" + anchor + "\"";
+  if (rotate != 0)
+    body_ += " transform=\"rotate(" + num(rotate) + " " + num(x) + " " + num(y) + ")\"";
   body_ += (extra.empty() ? "" : " " + extra) + ">" + xml_escape(s) + "</text>\n";
 }
 
 std::string SvgWriter::str() const {
-  return "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"" +
-         std::to_string(w_) + "\" height=\"" + std::to_string(h_) + "\" viewBox=\"0 0 " + std::to_string(w_) + " " +
-         std::to_string(h_) + "\">\n<rect x=\"0\" y=\"0\" width=\"" + std::to_string(w_) + "\" height=\"" +
-         std::to_string(h_) + "\" fill=\"white\" class=\"background\"/>\n" + body_ + "</svg>\n";
+  return "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" "
+         "version=\"1.1\" width=\"" +
+         std::to_string(w_) + "\" height=\"" + std::to_string(h_) + "\" viewBox=\"0 0 " +
+         std::to_string(w_) + " " + std::to_string(h_) + "\">\n<rect x=\"0\" y=\"0\" width=\"" +
+         std::to_string(w_) + "\" height=\"" + std::to_string(h_) +
+         "\" fill=\"white\" class=\"background\"/>\n" + body_ + "</svg>\n";
 }
 
 std::string score_color(double s) {
@@ -95,7 +101,8 @@ std::string score_color(double s) {
   const double t = s < 0.5 ? s * 2 : (s - 0.5) * 2;
   char b[8];
   int c[3];
-  for (int i = 0; i < 3; ++i) c[i] = static_cast<int>(std::lround(stops[seg][i] + t * (stops[seg + 1][i] - stops[seg][i])));
+  for (int i = 0; i < 3; ++i)
+    c[i] = static_cast<int>(std::lround(stops[seg][i] + t * (stops[seg + 1][i] - stops[seg][i])));
   std::snprintf(b, sizeof b, "#%02x%02x%02x", c[0], c[1], c[2]);
   return b;
 }
@@ -127,13 +134,16 @@ std::string tick_label(double v) {
     std::snprintf(b, sizeof b, "%gk", v / 1000);
     return b;
   }
-  if (std::abs(v) >= 1e6 || (std::abs(v) < 1e-3 && v != 0)) std::snprintf(b, sizeof b, "%.3g", v);
-  else std::snprintf(b, sizeof b, "%.6g", v);
+  if (std::abs(v) >= 1e6 || (std::abs(v) < 1e-3 && v != 0))
+    std::snprintf(b, sizeof b, "%.3g", v);
+  else
+    std::snprintf(b, sizeof b, "%.6g", v);
   return b;
 }
 
 std::string palette(size_t i) {
-  static const char* p[] = {"#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#882255", "#999933"};
+  static const char* p[] = {"#0072B2", "#D55E00", "#009E73", "#CC79A7",
+                            "#E69F00", "#56B4E9", "#882255", "#999933"};
   return p[i % 8];
 }
 
@@ -164,9 +174,16 @@ std::string render_line_chart(const LineChart& c) {
     const double pad = (ymax - ymin) * 0.05;
     ymin -= pad, ymax += pad;
   }
-  const auto xt = nice_ticks(xmin, xmax, 7), yt = nice_ticks(ymin, ymax, 6);
-  xmin = std::min(xmin, xt.front()), xmax = std::max(xmax, xt.back());
-  ymin = std::min(ymin, yt.front()), ymax = std::max(ymax, yt.back());
+  // Widen each range out to whole tick steps so the data never touches the frame unlabelled.
+  auto widen = [](double& lo, double& hi, int target) {
+    const auto t = nice_ticks(lo, hi, target);
+    if (t.size() < 2) return t;
+    const double step = t[1] - t[0];
+    lo = std::floor(lo / step + 1e-9) * step;
+    hi = std::ceil(hi / step - 1e-9) * step;
+    return nice_ticks(lo, hi, target);
+  };
+  const auto xt = widen(xmin, xmax, 7), yt = widen(ymin, ymax, 6);
   auto X = [&](double v) { return left + (v - xmin) / (xmax - xmin) * (right - left); };
   auto Y = [&](double v) { return bottom - (v - ymin) / (ymax - ymin) * (bottom - top); };
 
@@ -209,7 +226,12 @@ std::string render_line_chart(const LineChart& c) {
     flush();
     if (se.markers)
       for (size_t i = 0; i < se.x.size(); ++i)
-        if (std::isfinite(se.y[i]) && std::isfinite(se.x[i])) s.circle(X(se.x[i]), Y(se.y[i]), 4, col);
+        if (std::isfinite(se.y[i]) && std::isfinite(se.x[i]))
+          s.circle(X(se.x[i]), Y(se.y[i]), 4, col);
+    for (size_t i = 0; i < se.labels.size() && i < se.x.size(); ++i)
+      if (!se.labels[i].empty() && std::isfinite(se.y[i]) && std::isfinite(se.x[i]))
+        s.text(X(se.x[i]) + 6, Y(se.y[i]) - 7, se.labels[i], 10, "start", 0,
+               "fill=\"" + col + "\" stroke=\"white\" stroke-width=\"3\" paint-order=\"stroke\"");
     if (se.in_legend) {
       const double lx = right + 16;
       s.line(lx, ly, lx + 22, ly, col, 3, se.dashed ? "stroke-dasharray=\"6 4\"" : "");
@@ -228,12 +250,15 @@ std::string render_heatmap(const Heatmap& h) {
   const double ch = std::clamp(420.0 / std::max<size_t>(ny, 1), 18.0, 40.0);
   const double left = 90, top = h.subtitle.empty() ? 50 : 66;
   const double pw = cw * static_cast<double>(nx), ph = ch * static_cast<double>(ny);
-  const int width = static_cast<int>(left + pw + 130), height = static_cast<int>(top + std::max(ph, 120.0) + 70);
+  const int width = static_cast<int>(left + pw + 130),
+            height = static_cast<int>(top + std::max(ph, 120.0) + 70);
   SvgWriter s(std::max(width, 420), height);
   s.text(std::max(width, 420) / 2.0, 28, h.title, 18, "middle", 0, "font-weight=\"bold\"");
-  if (!h.subtitle.empty()) s.text(std::max(width, 420) / 2.0, 48, h.subtitle, 12, "middle", 0, "fill=\"#555\"");
+  if (!h.subtitle.empty())
+    s.text(std::max(width, 420) / 2.0, 48, h.subtitle, 12, "middle", 0, "fill=\"#555\"");
   for (size_t y = 0; y < ny; ++y) {
-    KVLAB_CHECK(h.values[y].size() == nx) << "heatmap row " << y << " has " << h.values[y].size() << " values";
+    KVLAB_CHECK(h.values[y].size() == nx)
+        << "heatmap row " << y << " has " << h.values[y].size() << " values";
     for (size_t x = 0; x < nx; ++x) {
       const double v = h.values[y][x];
       const bool has = std::isfinite(v);
@@ -242,24 +267,29 @@ std::string render_heatmap(const Heatmap& h) {
              std::string("class=\"cell\" stroke=\"white\" stroke-width=\"1\"") +
                  (has ? " data-score=\"" + num(v) + "\"" : " data-score=\"none\""));
       if (h.write_values && cw >= 30 && ch >= 16)
-        s.text(px + cw / 2, py + ch / 2 + 4, has ? num(v) : "n/a", ch >= 24 ? 11 : 9, "middle", 0, "fill=\"#222\"");
+        s.text(px + cw / 2, py + ch / 2 + 4, has ? num(v) : "n/a", ch >= 24 ? 11 : 9, "middle", 0,
+               "fill=\"#222\"");
     }
     s.text(left - 8, top + ch * (static_cast<double>(y) + 0.5) + 4, h.y_ticks[y], 12, "end");
   }
   for (size_t x = 0; x < nx; ++x) {
     const double px = left + cw * (static_cast<double>(x) + 0.5);
-    if (cw >= 50) s.text(px, top + ph + 18, h.x_ticks[x], 12, "middle");
-    else s.text(px + 4, top + ph + 10, h.x_ticks[x], 11, "end", -45);
+    if (cw >= 50)
+      s.text(px, top + ph + 18, h.x_ticks[x], 12, "middle");
+    else
+      s.text(px + 4, top + ph + 10, h.x_ticks[x], 11, "end", -45);
   }
   s.text(left + pw / 2, top + ph + 56, h.x_label, 14, "middle");
   s.text(22, top + ph / 2, h.y_label, 14, "middle", -90);
   // Colour bar: score 1 (green) on top, 0 (red) at the bottom.
   const double bx = left + pw + 30, bh = std::max(ph, 120.0), bw = 18;
-  s.raw("<defs><linearGradient id=\"scoregrad\" x1=\"0\" y1=\"1\" x2=\"0\" y2=\"0\">"
-        "<stop offset=\"0\" stop-color=\"" + score_color(0) + "\"/><stop offset=\"0.5\" stop-color=\"" +
-        score_color(0.5) + "\"/><stop offset=\"1\" stop-color=\"" + score_color(1) +
-        "\"/></linearGradient></defs>\n");
-  s.rect(bx, top, bw, bh, "url(#scoregrad)", "class=\"legend\" stroke=\"#333\" stroke-width=\"0.5\"");
+  s.raw(
+      "<defs><linearGradient id=\"scoregrad\" x1=\"0\" y1=\"1\" x2=\"0\" y2=\"0\">"
+      "<stop offset=\"0\" stop-color=\"" +
+      score_color(0) + "\"/><stop offset=\"0.5\" stop-color=\"" + score_color(0.5) +
+      "\"/><stop offset=\"1\" stop-color=\"" + score_color(1) + "\"/></linearGradient></defs>\n");
+  s.rect(bx, top, bw, bh, "url(#scoregrad)",
+         "class=\"legend\" stroke=\"#333\" stroke-width=\"0.5\"");
   for (double v : {0.0, 0.25, 0.5, 0.75, 1.0}) {
     const double y = top + bh - v * bh;
     s.line(bx + bw, y, bx + bw + 4, y, "#333", 1);

@@ -18,15 +18,16 @@ std::string xml_escape(const std::string& s);
 class SvgWriter {
  public:
   SvgWriter(int width, int height);
-  void rect(double x, double y, double w, double h, const std::string& fill, const std::string& extra = "");
+  void rect(double x, double y, double w, double h, const std::string& fill,
+            const std::string& extra = "");
   void line(double x1, double y1, double x2, double y2, const std::string& stroke, double width = 1,
             const std::string& extra = "");
-  void polyline(const std::vector<double>& xs, const std::vector<double>& ys, const std::string& stroke,
-                double width, const std::string& extra = "");
+  void polyline(const std::vector<double>& xs, const std::vector<double>& ys,
+                const std::string& stroke, double width, const std::string& extra = "");
   void circle(double cx, double cy, double r, const std::string& fill);
   // anchor: start | middle | end; rotate: degrees about (x, y).
-  void text(double x, double y, const std::string& s, int size = 12, const std::string& anchor = "start",
-            double rotate = 0, const std::string& extra = "");
+  void text(double x, double y, const std::string& s, int size = 12,
+            const std::string& anchor = "start", double rotate = 0, const std::string& extra = "");
   void raw(const std::string& s) { body_ += s; }
   std::string str() const;
 
@@ -39,7 +40,8 @@ class SvgWriter {
 std::string score_color(double score);
 // Up to about `target` round tick values (steps 1, 2, 5 x 10^k) covering [lo, hi].
 std::vector<double> nice_ticks(double lo, double hi, int target = 6);
-// A tick label: shortest of %g forms, thousands as "4k" when exact (4096 -> "4096", 32000 -> "32k").
+// A tick label: shortest of %g forms, thousands as "4k" when exact (4096 -> "4096", 32000 ->
+// "32k").
 std::string tick_label(double v);
 // The i-th colour of a colour-blind-safe palette (Okabe-Ito), cycling.
 std::string palette(size_t i);
@@ -53,6 +55,7 @@ struct Series {
   bool markers = false;
   bool dashed = false;
   bool in_legend = true;
+  std::vector<std::string> labels;  // optional text beside each point (e.g. "rank=16")
 };
 
 struct LineChart {

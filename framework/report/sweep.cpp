@@ -17,7 +17,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void flatten(const YAML::Node& n, const std::string& prefix, std::map<std::string, std::string>& out) {
+void flatten(const YAML::Node& n, const std::string& prefix,
+             std::map<std::string, std::string>& out) {
   if (n.IsMap()) {
     for (const auto& kv : n) {
       const std::string k = kv.first.as<std::string>();
@@ -68,7 +69,8 @@ bool value_less(const std::string& a, const std::string& b) {
 }
 
 std::vector<Point> load_sweep(const std::string& dir) {
-  if (!fs::is_directory(dir)) fail("kvlab report: '", dir, "' is not a folder (expected a sweep folder <output>/<name>/)");
+  if (!fs::is_directory(dir))
+    fail("kvlab report: '", dir, "' is not a folder (expected a sweep folder <output>/<name>/)");
   std::vector<Point> points;
   for (const auto& e : fs::directory_iterator(dir)) {
     if (!e.is_directory()) continue;
@@ -94,8 +96,11 @@ std::vector<Point> load_sweep(const std::string& dir) {
     points.push_back(std::move(p));
   }
   if (points.empty())
-    fail("kvlab report: no run points under '", dir, "' (a point is a folder with config.resolved.yaml; give the sweep folder <output>/<name>/)");
-  std::sort(points.begin(), points.end(), [](const Point& a, const Point& b) { return a.id < b.id; });
+    fail("kvlab report: no run points under '", dir,
+         "' (a point is a folder with config.resolved.yaml; give the sweep folder "
+         "<output>/<name>/)");
+  std::sort(points.begin(), points.end(),
+            [](const Point& a, const Point& b) { return a.id < b.id; });
   return points;
 }
 
@@ -109,7 +114,8 @@ std::string default_metric(const std::string& experiment, const nlohmann::json& 
   if (results.is_object())
     for (const auto& [k, v] : results.items())
       if (v.is_number()) keys += (keys.empty() ? "" : ", ") + k;
-  fail("kvlab table: experiment '", experiment, "' has no default metric; choose one with --metric (numbers in results.json: ",
+  fail("kvlab table: experiment '", experiment,
+       "' has no default metric; choose one with --metric (numbers in results.json: ",
        keys.empty() ? "none" : keys, ")");
 }
 
@@ -126,8 +132,8 @@ std::optional<double> metric_value(const nlohmann::json& results, const std::str
     j = &(*j)[part];
   }
   if (found && j->is_number()) return j->get<double>();
-  if (metric == "score" && results.is_object() && results.contains("grid") && results["grid"].is_array() &&
-      !results["grid"].empty()) {
+  if (metric == "score" && results.is_object() && results.contains("grid") &&
+      results["grid"].is_array() && !results["grid"].empty()) {
     double s = 0;
     for (const auto& c : results["grid"]) s += c.value("score", 0.0);
     return s / static_cast<double>(results["grid"].size());
@@ -182,9 +188,12 @@ PointKeys varying_keys(const std::vector<Point>& points) {
     bool varies = false;
     for (const auto& [g, vals] : by_group) varies |= vals.size() > 1;
     if (!varies) continue;
-    if (col) k.column_keys.push_back(key);
-    else if (meth) method_keys.push_back(key);
-    else other_row.push_back(key);
+    if (col)
+      k.column_keys.push_back(key);
+    else if (meth)
+      method_keys.push_back(key);
+    else
+      other_row.push_back(key);
   }
   k.row_keys = method_keys;
   k.row_keys.insert(k.row_keys.end(), other_row.begin(), other_row.end());
@@ -236,7 +245,8 @@ struct RowOrder {
     }
     for (const auto& n : names) {
       auto ia = a.params.find(n), ib = b.params.find(n);
-      const std::string va = ia == a.params.end() ? "" : ia->second, vb = ib == b.params.end() ? "" : ib->second;
+      const std::string va = ia == a.params.end() ? "" : ia->second,
+                        vb = ib == b.params.end() ? "" : ib->second;
       if (va != vb) return value_less(va, vb);
     }
     return false;
@@ -258,6 +268,21 @@ bool vec_less(const std::vector<std::string>& a, const std::vector<std::string>&
 
 }  // namespace
 
+std::vector<RowKey> sorted_rows(const std::vector<Point>& points, const PointKeys& k) {
+  std::vector<std::string> names;
+  for (const auto& key : k.row_keys) names.push_back(short_key(key));
+  RowOrder order{&k, names};
+  std::vector<RowKey> rows;
+  for (const auto& p : points) {
+    RowKey r = row_of(p, k);
+    if (std::none_of(rows.begin(), rows.end(),
+                     [&](const RowKey& x) { return !order(x, r) && !order(r, x); }))
+      rows.push_back(r);
+  }
+  std::sort(rows.begin(), rows.end(), order);
+  return rows;
+}
+
 Pivot pivot(const std::vector<Point>& points, const std::string& metric) {
   Pivot pv;
   const PointKeys k = varying_keys(points);
@@ -273,23 +298,21 @@ Pivot pivot(const std::vector<Point>& points, const std::string& metric) {
     if (ms.size() > 1) {
       std::string list;
       for (const auto& m : ms) list += (list.empty() ? "" : ", ") + m;
-      fail("kvlab table: the sweep's experiments have different headline metrics (", list, "); choose one with --metric");
+      fail("kvlab table: the sweep's experiments have different headline metrics (", list,
+           "); choose one with --metric");
     }
     pv.metric = ms.empty() ? "perplexity" : *ms.begin();
   }
 
-  std::vector<RowKey> rows;
+  const std::vector<RowKey> rows = sorted_rows(points, k);
   std::vector<std::pair<std::vector<std::string>, std::string>> cols;
   for (const auto& p : points) {
-    RowKey r = row_of(p, k);
-    if (std::none_of(rows.begin(), rows.end(), [&](const RowKey& x) { return !order(x, r) && !order(r, x); }))
-      rows.push_back(r);
     auto ck = column_sort_key(p, k);
     if (std::none_of(cols.begin(), cols.end(), [&](const auto& c) { return c.first == ck; }))
       cols.emplace_back(ck, column_of(p, k));
   }
-  std::sort(rows.begin(), rows.end(), order);
-  std::sort(cols.begin(), cols.end(), [](const auto& a, const auto& b) { return vec_less(a.first, b.first); });
+  std::sort(cols.begin(), cols.end(),
+            [](const auto& a, const auto& b) { return vec_less(a.first, b.first); });
   pv.rows = rows;
   for (const auto& c : cols) pv.columns.push_back(c.second);
   pv.cells.assign(rows.size(), std::vector<Cell>(cols.size()));
@@ -297,8 +320,9 @@ Pivot pivot(const std::vector<Point>& points, const std::string& metric) {
   // Points in seed order so each cell's values are too.
   std::vector<const Point*> sorted;
   for (const auto& p : points) sorted.push_back(&p);
-  std::stable_sort(sorted.begin(), sorted.end(),
-                   [](const Point* a, const Point* b) { return value_less(get(*a, "seed"), get(*b, "seed")); });
+  std::stable_sort(sorted.begin(), sorted.end(), [](const Point* a, const Point* b) {
+    return value_less(get(*a, "seed"), get(*b, "seed"));
+  });
   struct Missing {
     size_t row, col;
     const Point* p;
@@ -314,7 +338,9 @@ Pivot pivot(const std::vector<Point>& points, const std::string& metric) {
     Cell& c = pv.cells[ri][ci];
     if (!p->complete) {
       ++c.incomplete;
-      missing.push_back({ri, ci, p, p->id + ": " + row_label(r) + " | " + cols[ci].second + " | seed=" + get(*p, "seed")});
+      missing.push_back(
+          {ri, ci, p,
+           p->id + ": " + row_label(r) + " | " + cols[ci].second + " | seed=" + get(*p, "seed")});
       continue;
     }
     auto v = metric_value(p->results, pv.metric);

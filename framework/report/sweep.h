@@ -15,11 +15,10 @@
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace kvlab::report {
 
@@ -50,7 +49,7 @@ struct Cell {
   std::vector<double> values;  // one per complete seed, in seed order
   int incomplete = 0;          // points of this cell without COMPLETE
   double mean() const;
-  double stddev() const;       // sample std (n-1); 0 for one value
+  double stddev() const;  // sample std (n-1); 0 for one value
 };
 
 struct RowKey {
@@ -62,11 +61,11 @@ struct Pivot {
   std::string metric;
   std::vector<std::string> param_columns;  // varying row parameters, in display order
   std::vector<RowKey> rows;
-  std::vector<std::string> columns;        // task labels, e.g. "ppl" or "max_tokens=128"
-  std::vector<std::vector<Cell>> cells;    // [row][column]
-  std::vector<const Point*> missing;       // incomplete points
-  std::vector<std::string> missing_labels; // "<id>: row | column | seed=S" for each
-  int min_seeds = 0, max_seeds = 0;        // over non-empty cells
+  std::vector<std::string> columns;         // task labels, e.g. "ppl" or "max_tokens=128"
+  std::vector<std::vector<Cell>> cells;     // [row][column]
+  std::vector<const Point*> missing;        // incomplete points
+  std::vector<std::string> missing_labels;  // "<id>: row | column | seed=S" for each
+  int min_seeds = 0, max_seeds = 0;         // over non-empty cells
   // Average over columns of the cell means; nullopt if any column of the row has no value.
   std::optional<double> row_average(size_t row) const;
 };
@@ -81,6 +80,9 @@ PointKeys varying_keys(const std::vector<Point>& points);
 RowKey row_of(const Point& p, const PointKeys& k);
 std::string row_label(const RowKey& r);  // "ojakv rank=16 window=64"
 std::string column_of(const Point& p, const PointKeys& k);
+
+// The distinct rows of the points in table order.
+std::vector<RowKey> sorted_rows(const std::vector<Point>& points, const PointKeys& k);
 
 // Pivots the points; `metric` empty -> the experiment's default metric.
 Pivot pivot(const std::vector<Point>& points, const std::string& metric = "");

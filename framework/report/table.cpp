@@ -34,8 +34,10 @@ std::string cell_text(const Cell& c, int digits, const std::string& pm, bool lat
 
 std::string seeds_note(const Pivot& pv) {
   if (pv.max_seeds <= 1) return "";
-  if (pv.min_seeds == pv.max_seeds) return ", mean ± std over " + std::to_string(pv.max_seeds) + " seeds";
-  return ", mean ± std over " + std::to_string(pv.min_seeds) + "-" + std::to_string(pv.max_seeds) + " seeds";
+  if (pv.min_seeds == pv.max_seeds)
+    return ", mean ± std over " + std::to_string(pv.max_seeds) + " seeds";
+  return ", mean ± std over " + std::to_string(pv.min_seeds) + "-" + std::to_string(pv.max_seeds) +
+         " seeds";
 }
 
 bool any_partial(const Pivot& pv) {
@@ -73,7 +75,16 @@ std::string tex_escape(const std::string& s) {
   std::string o;
   for (char ch : s) {
     switch (ch) {
-      case '_': case '&': case '%': case '#': case '$': case '{': case '}': o += '\\'; o += ch; break;
+      case '_':
+      case '&':
+      case '%':
+      case '#':
+      case '$':
+      case '{':
+      case '}':
+        o += '\\';
+        o += ch;
+        break;
       case '\\': o += "\\textbackslash{}"; break;
       case '~': o += "\\textasciitilde{}"; break;
       case '^': o += "\\textasciicircum{}"; break;
@@ -99,10 +110,11 @@ std::string markdown(const Pivot& pv, int digits) {
     auto avg = pv.row_average(r);
     o << " " << (avg ? fixed(*avg, digits) : "—") << " |\n";
   }
-  if (any_partial(pv)) o << "\n† some seeds of this cell are incomplete; the value uses the finished ones.\n";
+  if (any_partial(pv))
+    o << "\n† some seeds of this cell are incomplete; the value uses the finished ones.\n";
   if (!pv.missing.empty()) {
-    o << "\nMissing (" << pv.missing.size() << " incomplete point" << (pv.missing.size() == 1 ? "" : "s")
-      << ", no COMPLETE marker):\n";
+    o << "\nMissing (" << pv.missing.size() << " incomplete point"
+      << (pv.missing.size() == 1 ? "" : "s") << ", no COMPLETE marker):\n";
     for (const auto& m : pv.missing_labels) o << "- " << md_escape(m) << "\n";
   }
   return o.str();
@@ -113,14 +125,17 @@ std::string csv(const Pivot& pv) {
   o << "method";
   for (const auto& p : pv.param_columns) o << "," << csv_field(p);
   for (const auto& c : pv.columns)
-    o << "," << csv_field(c + " mean") << "," << csv_field(c + " std") << "," << csv_field(c + " n");
+    o << "," << csv_field(c + " mean") << "," << csv_field(c + " std") << ","
+      << csv_field(c + " n");
   o << ",average\n";
   for (size_t r = 0; r < pv.rows.size(); ++r) {
     o << csv_field(pv.rows[r].method);
     for (const auto& p : pv.param_columns) o << "," << csv_field(param(pv.rows[r], p));
     for (const auto& c : pv.cells[r]) {
-      if (c.values.empty()) o << ",,,0";
-      else o << "," << full(c.mean()) << "," << full(c.stddev()) << "," << c.values.size();
+      if (c.values.empty())
+        o << ",,,0";
+      else
+        o << "," << full(c.mean()) << "," << full(c.stddev()) << "," << c.values.size();
     }
     auto avg = pv.row_average(r);
     o << "," << (avg ? full(*avg) : "") << "\n";
@@ -131,10 +146,11 @@ std::string csv(const Pivot& pv) {
 std::string latex(const Pivot& pv, int digits) {
   std::ostringstream o;
   std::string note = seeds_note(pv);
-  if (auto p = note.find("±"); p != std::string::npos) note.replace(p, std::string("±").size(), "+/-");
+  if (auto p = note.find("±"); p != std::string::npos)
+    note.replace(p, std::string("±").size(), "+/-");
   o << "% kvlab table: " << pv.metric << note << "\n";
-  o << "\\begin{tabular}{l" << std::string(pv.param_columns.size(), 'l') << std::string(pv.columns.size() + 1, 'r')
-    << "}\n\\toprule\nMethod";
+  o << "\\begin{tabular}{l" << std::string(pv.param_columns.size(), 'l')
+    << std::string(pv.columns.size() + 1, 'r') << "}\n\\toprule\nMethod";
   for (const auto& p : pv.param_columns) o << " & " << tex_escape(p);
   for (const auto& c : pv.columns) o << " & " << tex_escape(c);
   o << " & Average \\\\\n\\midrule\n";

@@ -36,12 +36,13 @@ std::string read(const fs::path& p) {
 
 // One point folder. `method_params` are YAML lines under method: (e.g. "rank: 16"); results empty
 // -> incomplete (no results.json, no COMPLETE).
-void point(const fs::path& sweep, const std::string& id, const std::string& experiment, const std::string& method,
-           const std::string& method_params, const std::string& task_yaml, int seed, const std::string& results) {
+void point(const fs::path& sweep, const std::string& id, const std::string& experiment,
+           const std::string& method, const std::string& method_params,
+           const std::string& task_yaml, int seed, const std::string& results) {
   std::string y = "experiment: " + experiment + "\nmethod:\n  name: " + method + "\n";
   if (!method_params.empty()) y += "  " + method_params + "\n";
-  y += "model:\n  preset: small\nname: fx\noutput: results\nseed: " + std::to_string(seed) + "\ntask:\n" + task_yaml +
-       "threads: 1\n";
+  y += "model:\n  preset: small\nname: fx\noutput: results\nseed: " + std::to_string(seed) +
+       "\ntask:\n" + task_yaml + "threads: 1\n";
   write(sweep / id / "config.resolved.yaml", y);
   if (!results.empty()) {
     write(sweep / id / "results.json", results);
@@ -49,12 +50,15 @@ void point(const fs::path& sweep, const std::string& id, const std::string& expe
   }
 }
 
-std::string ppl(double v) { return "{\"perplexity\": " + std::to_string(v) + ", \"kv_memory\": {\"device_bytes\": 100}}"; }
+std::string ppl(double v) {
+  return "{\"perplexity\": " + std::to_string(v) + ", \"kv_memory\": {\"device_bytes\": 100}}";
+}
 
 // 4 rows (full_cache, ojakv rank 16 / 32, snapkv) x 2 texts x 2 seeds; ojakv-32 on kjv seed 1 is
 // unfinished, snapkv on kjv has no finished seed; a cached-model folder must be ignored.
 void ppl_fixture(const fs::path& d) {
-  const std::string pg = "  max_tokens: 256\n  text: pg19:book1\n", kjv = "  max_tokens: 256\n  text: kjv:Gen1\n";
+  const std::string pg = "  max_tokens: 256\n  text: pg19:book1\n",
+                    kjv = "  max_tokens: 256\n  text: kjv:Gen1\n";
   int n = 0;
   auto id = [&] { return "p" + std::to_string(10 + n++); };
   point(d, id(), "ppl", "full_cache", "", pg, 0, ppl(10));
@@ -89,7 +93,7 @@ TEST(ReportTable, PivotMeanStdAndMissing) {
   EXPECT_EQ(row_label(pv.rows[0]), "full_cache");
   EXPECT_EQ(row_label(pv.rows[1]), "ojakv rank=16");  // numeric order
   EXPECT_EQ(row_label(pv.rows[2]), "ojakv rank=32");
-  EXPECT_EQ(row_label(pv.rows[3]), "snapkv");          // budget does not vary: no column
+  EXPECT_EQ(row_label(pv.rows[3]), "snapkv");  // budget does not vary: no column
   EXPECT_DOUBLE_EQ(pv.cells[0][1].mean(), 11.0);
   EXPECT_DOUBLE_EQ(pv.cells[0][1].stddev(), std::sqrt(2.0));  // sample std of {10, 12}
   EXPECT_EQ(pv.cells[2][0].values.size(), 1u);
@@ -174,7 +178,8 @@ std::string xml_root(const std::string& s) {
     std::string tag = s.substr(i + 1, e - i - 1);
     if (std::count(tag.begin(), tag.end(), '"') % 2) return "odd quotes in <" + tag + ">";
     if (tag[0] == '/') {
-      if (stack.empty() || stack.back() != tag.substr(1)) return "mismatched </" + tag.substr(1) + ">";
+      if (stack.empty() || stack.back() != tag.substr(1))
+        return "mismatched </" + tag.substr(1) + ">";
       stack.pop_back();
     } else {
       const std::string name = tag.substr(0, tag.find_first_of(" \n/"));
@@ -204,11 +209,12 @@ void needle_fixture(const fs::path& d) {
     for (int l : {1024, 2048, 4096})
       for (double dep : {0.0, 0.33, 0.66, 1.0}) {
         const double s = std::max(0.0, 1.0 - drop * dep * l / 4096.0);
-        g += std::string(first ? "" : ", ") + "{\"context_length\": " + std::to_string(l) + ", \"depth\": " +
-             std::to_string(dep) + ", \"score\": " + std::to_string(s) + "}";
+        g += std::string(first ? "" : ", ") + "{\"context_length\": " + std::to_string(l) +
+             ", \"depth\": " + std::to_string(dep) + ", \"score\": " + std::to_string(s) + "}";
         first = false;
       }
-    return g + "], \"kv_memory\": {\"device_bytes\": " + std::to_string(bytes) + ", \"host_bytes\": 0}}";
+    return g + "], \"kv_memory\": {\"device_bytes\": " + std::to_string(bytes) +
+           ", \"host_bytes\": 0}}";
   };
   point(d, "n1", "needle", "full_cache", "", task, 0, grid(0, 1000));
   point(d, "n2", "needle", "ojakv", "rank: 16", task, 0, grid(1.0, 250));
@@ -223,7 +229,8 @@ TEST(ReportPlot, NeedleHeatmapsAndCompressionChart) {
   EXPECT_EQ(pivot(points).metric, "score");  // mean grid score
   const auto res = plot_sweep(points, (t.path() / "plots").string());
   ASSERT_EQ(res.files.size(), 5u) << (res.notes.empty() ? "" : res.notes[0]);
-  const std::regex fill_re("<rect [^>]*fill=\"#([0-9a-f]{6})\" class=\"cell\"[^>]*data-score=\"([0-9.]+)\"");
+  const std::regex fill_re(
+      "<rect [^>]*fill=\"#([0-9a-f]{6})\" class=\"cell\"[^>]*data-score=\"([0-9.]+)\"");
   for (const auto& f : res.files) {
     const std::string svg = read(f);
     EXPECT_EQ(xml_root(svg), "svg") << f;
@@ -245,7 +252,9 @@ TEST(ReportPlot, NeedleHeatmapsAndCompressionChart) {
   ASSERT_EQ(cells.size(), 12u);
   std::sort(cells.begin(), cells.end());
   for (size_t i = 1; i < cells.size(); ++i) {
-    const auto rgb = [](const std::string& h, int k) { return std::stoi(h.substr(2 * k, 2), nullptr, 16); };
+    const auto rgb = [](const std::string& h, int k) {
+      return std::stoi(h.substr(2 * k, 2), nullptr, 16);
+    };
     EXPECT_GE(rgb(cells[i].second, 1), rgb(cells[i - 1].second, 1));
     EXPECT_LE(rgb(cells[i].second, 0), rgb(cells[i - 1].second, 0));
   }
@@ -300,7 +309,7 @@ TEST(Progress, TerminalRedrawIsThrottled) {
   o.terminal = 1;
   o.write = [&](const std::string& s) { writes.push_back(s); };
   o.clock = [&] { return now; };
-  Progress p("decode", 0, "tok", o);  // unknown total
+  Progress p("decode", 0, "tok", o);                            // unknown total
   for (int i = 1; i <= 100; ++i) now = i * 0.01, p.advance(1);  // 1 s at 100 calls/s
   EXPECT_GE(writes.size(), 9u);
   EXPECT_LE(writes.size(), 12u);
