@@ -149,9 +149,8 @@ std::string Progress::status_line(double now, bool final) const {
     return s;
   }
   return label_ + ": " + count +
-         (known ? std::string(" (") + (pct[0] == ' ' ? pct + (pct[1] == ' ' ? 2 : 1) : pct) + ")"
-                : "") +
-         ", " + r + (known ? ", ETA " + duration(eta, false) : "");
+         (known ? " (" + std::to_string(std::lround(frac * 100)) + "%)" : "") + ", " + r +
+         (known ? ", ETA " + duration(eta, false) : "");
 }
 
 }  // namespace kvlab

@@ -333,7 +333,7 @@ std::string file_stem(const std::string& label) {
     const bool ok =
         std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '-' || ch == '_';
     const char r = ch == '=' ? '-' : ok ? ch : '_';
-    if (r == '_' && !o.empty() && o.back() == '_') continue;
+    if (r == '_' && (o.empty() || o.back() == '_')) continue;  // no leading or doubled '_'
     o += r;
   }
   while (!o.empty() && o.back() == '_') o.pop_back();

@@ -130,7 +130,7 @@ std::vector<double> nice_ticks(double lo, double hi, int target) {
 
 std::string tick_label(double v) {
   char b[32];
-  if (std::abs(v) >= 10000 && std::fmod(v, 1000) == 0 && std::fmod(v, 1024) != 0) {
+  if (std::abs(v) >= 1000 && std::fmod(v, 1000) == 0) {
     std::snprintf(b, sizeof b, "%gk", v / 1000);
     return b;
   }

@@ -40,8 +40,7 @@ class SvgWriter {
 std::string score_color(double score);
 // Up to about `target` round tick values (steps 1, 2, 5 x 10^k) covering [lo, hi].
 std::vector<double> nice_ticks(double lo, double hi, int target = 6);
-// A tick label: shortest of %g forms, thousands as "4k" when exact (4096 -> "4096", 32000 ->
-// "32k").
+// A tick label: %g forms; exact thousands as "k" (4096 -> "4096", 2000 -> "2k").
 std::string tick_label(double v);
 // The i-th colour of a colour-blind-safe palette (Okabe-Ito), cycling.
 std::string palette(size_t i);
