@@ -55,9 +55,15 @@ void needle_heatmaps(const std::vector<Point>& points, const PointKeys& k, const
     const std::string col = column_of(p, k);
     columns.insert(col);
     auto& g = groups[{row_label(row_of(p, k)), col}];
-    for (const auto& c : p.results["grid"])
-      g[{c.at("context_length").get<double>(), c.at("depth").get<double>()}].push_back(
-          c.at("score").get<double>());
+    try {
+      for (const auto& c : p.results["grid"])
+        g[{c.at("context_length").get<double>(), c.at("depth").get<double>()}].push_back(
+            c.at("score").get<double>());
+    } catch (const nlohmann::json::exception& e) {
+      fail(p.dir,
+           "/results.json: each \"grid\" entry needs numbers context_length, depth and score (",
+           e.what(), ")");
+    }
   }
   if (groups.empty()) {
     res.notes.push_back("no needle heatmap: no complete point has a \"grid\" in results.json");

@@ -144,6 +144,18 @@ TEST(ReportPlot, NeedleHeatmapsAndCompressionChart) {
   }
 }
 
+TEST(ReportPlot, BadGridNamesTheFile) {
+  testing::TempDir t;
+  point(t.path(), "b1", "needle", "full_cache", "", "  haystack: pg\n", 0,
+        "{\"grid\": [{\"depth\": 0.5, \"score\": 1}]}");
+  try {
+    plot_sweep(load_sweep(t.path().string()), (t.path() / "plots").string());
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("b1/results.json"), std::string::npos) << e.what();
+  }
+}
+
 TEST(ReportPlot, ScoreColorEndsAndTicks) {
   EXPECT_EQ(score_color(0), "#f0496e");
   EXPECT_EQ(score_color(0.5), "#ebb839");
