@@ -32,6 +32,8 @@ int cmd_sweep(int argc, char** argv, int first);
 harness::Sweep load_cli_sweep(const std::string& file, const std::vector<std::string>& sets);
 void print_sweep_list(const harness::Sweep& s);
 int run_points(const harness::Sweep& s, long only);
+int cmd_table(int argc, char** argv, int first);
+int cmd_plot(int argc, char** argv, int first);
 
 // Sets the global thread pool (and BLAS) to `threads` (0: all hardware threads); returns it.
 int set_threads(int threads);

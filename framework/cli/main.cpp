@@ -28,6 +28,8 @@ const Command kCommands[] = {
     {"sysinfo", kvlab::cli::cmd_sysinfo, "measure memory bandwidth and GEMM peak"},
     {"score", kvlab::cli::cmd_score, "score one prediction with a LongBench metric"},
     {"inspect", kvlab::cli::cmd_inspect, "print an HDF5 trace's tree and statistics, or a dataset as CSV"},
+    {"table", kvlab::cli::cmd_table, "pivot a sweep folder into a Markdown, CSV or LaTeX table"},
+    {"plot", kvlab::cli::cmd_plot, "SVG charts: needle heatmaps, metric vs compression, a trace series"},
     {"help", kvlab::cli::cmd_help, "describe a KV-cache method or an experiment and its parameters"},
 };
 
