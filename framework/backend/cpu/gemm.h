@@ -39,6 +39,10 @@ namespace detail {
 // The AVX-512 implementation (gemm_avx512.cpp); call only after the run-time ISA check.
 void gemm_nt_avx512(const float* A, int64_t lda, int64_t M, const MatRef& B, float* C,
                     int64_t ldc, ThreadPool& pool);
+// Register-only loop of independent AVX-512 FMAs (24 accumulators, no memory traffic) for
+// measuring one core's FMA peak in benchmarks. Returns the flops done (iters * 24 * 16 * 2);
+// the result is folded into *sink so the loop is not optimised away.
+int64_t fma_peak_loop(int64_t iters, float* sink);
 }  // namespace detail
 
 }  // namespace kvlab::cpu

@@ -213,4 +213,19 @@ void gemm_nt_avx512(const float* A, int64_t lda, int64_t M, const MatRef& B, flo
   });
 }
 
+int64_t fma_peak_loop(int64_t iters, float* sink) {
+  constexpr int kAcc = 24;  // > FMA latency (4) x ports (2): every FMA unit stays busy
+  __m512 acc[kAcc];
+  for (int i = 0; i < kAcc; ++i) acc[i] = _mm512_set1_ps(1e-3f * static_cast<float>(i));
+  const __m512 b = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+  for (int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 24
+    for (int i = 0; i < kAcc; ++i) acc[i] = _mm512_fmadd_ps(acc[i], b, c);
+  }
+  __m512 s = acc[0];
+  for (int i = 1; i < kAcc; ++i) s = _mm512_add_ps(s, acc[i]);
+  *sink += _mm512_reduce_add_ps(s);
+  return iters * kAcc * 16 * 2;
+}
+
 }  // namespace kvlab::cpu::detail
