@@ -18,8 +18,7 @@ namespace {
 constexpr int kMR = 14;         // rows of C per microkernel (broadcast dimension, from A)
 constexpr int kNR = 32;         // columns of C per microkernel (two zmm, from B)
 constexpr int64_t kKC = 384;    // max K slice: A micro-panel 14*384*4 = 21 KiB (L1 is 48 KiB)
-constexpr int64_t kNC = 512;
-constexpr int kPrefetchBytes = 512;  // software prefetch distance along a row being packed    // B block columns: 512*384*4 = 768 KiB (L2 is 2 MiB)
+constexpr int64_t kNC = 512;    // B block columns: 512*384*4 = 768 KiB (L2 is 2 MiB)
 
 __mmask16 mask_n(int n) {  // first n (0..16) lanes
   return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
@@ -83,14 +82,8 @@ void pack_panel(const void* base, int64_t ld, int rows_valid, int64_t kc, float*
       __m512 r[16];
       for (int i = 0; i < 16; ++i) {
         const int row = g + i;
-        if (i < gw && row < rows_valid) {
-          const char* src = b + (row * ld + k) * esz;
-          // Up to 32 rows are streamed at once, more than the hardware prefetchers track.
-          _mm_prefetch(src + kPrefetchBytes, _MM_HINT_T0);
-          r[i] = load_f32<D>(src, lm);
-        } else {
-          r[i] = _mm512_setzero_ps();
-        }
+        r[i] = (i < gw && row < rows_valid) ? load_f32<D>(b + (row * ld + k) * esz, lm)
+                                             : _mm512_setzero_ps();
       }
       transpose16(r);
       float* d = dst + k * W + g;
