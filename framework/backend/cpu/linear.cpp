@@ -1,6 +1,11 @@
 // linear: y[T, N] = x[T, K] . W[N, K]^T (+ bias). See kernels.h.
 //
-// Threading decision for the sgemm path: bf16/f16 weights are split into panels of kPanel rows
+// T > kGemvMaxT with AVX-512 active: gemm_nt (gemm.h), kvlab's packed AVX-512 SGEMM, which
+// converts bf16/f16 W while packing it. Debian's OpenBLAS 0.3.21 runs its SSE3 "Prescott"
+// kernels on this Xeon (OPENBLAS_CORETYPE is the environment's and is left alone), ~2-4x slower.
+// Without AVX-512 the OpenBLAS path below is kept.
+//
+// Threading decision for the OpenBLAS sgemm path: bf16/f16 weights are split into panels of kPanel rows
 // of W; pool workers take panels dynamically, convert their panel into a thread-local f32
 // workspace (kPanel * K floats, 2 MiB at K = 4096: fits L2) and run a single-threaded
 // cblas_sgemm on it. OpenBLAS's thread count is process-global (pthread build), so it is set to
@@ -11,6 +16,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "framework/backend/cpu/gemm.h"
 #include "framework/backend/cpu/kernel_table.h"
 #include "framework/backend/cpu/kernels.h"
 #include "framework/core/error.h"
@@ -71,6 +77,14 @@ void linear(const float* x, int64_t T, const MatRef& w, const VecRef* bias, floa
     pool.parallel_for(N, [&](int64_t n0, int64_t n1, int) {
       kt.gemv(x, T, K, w.data, w.dtype, w.ld, n0, n1, b, y, N);
     });
+    return;
+  }
+
+  if (gemm_nt_available()) {
+    gemm_nt(x, K, T, w, y, N, pool);
+    if (b)
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t n = 0; n < N; ++n) y[t * N + n] += b[n];
     return;
   }
 

@@ -1,0 +1,26 @@
+// gemm_nt: argument checks and dispatch (baseline x86-64; the kernel is in gemm_avx512.cpp).
+#include "framework/backend/cpu/gemm.h"
+
+#include "framework/backend/cpu/cpu_features.h"
+#include "framework/core/error.h"
+
+namespace kvlab::cpu {
+
+bool gemm_nt_available() { return active_isa() == Isa::kAvx512; }
+
+void gemm_nt(const float* A, int64_t lda, int64_t M, const MatRef& B, float* C, int64_t ldc,
+             ThreadPool& pool) {
+  KVLAB_CHECK(B.dtype == DType::kF32 || B.dtype == DType::kBF16 || B.dtype == DType::kF16)
+      << "gemm_nt: B dtype " << dtype_name(B.dtype) << " is not f32/bf16/f16";
+  KVLAB_CHECK(M >= 0 && B.rows >= 0 && B.cols >= 0 && B.ld >= B.cols && lda >= B.cols &&
+              ldc >= B.rows)
+      << "gemm_nt: M=" << M << " B[" << B.rows << ", " << B.cols << "] ld=" << B.ld
+      << " lda=" << lda << " ldc=" << ldc;
+  if (M == 0 || B.rows == 0) return;
+  KVLAB_CHECK(A && C && (B.data || B.cols == 0)) << "gemm_nt: null pointer";
+  KVLAB_CHECK(gemm_nt_available()) << "gemm_nt: needs AVX-512 (active ISA "
+                                   << isa_name(active_isa()) << ")";
+  detail::gemm_nt_avx512(A, lda, M, B, C, ldc, pool);
+}
+
+}  // namespace kvlab::cpu
