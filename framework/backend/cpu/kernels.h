@@ -15,9 +15,11 @@ namespace kvlab::cpu {
 
 // ---- linear: y[T, N] = x[T, K] . W[N, K]^T (+ bias[N]) ----
 // W is a Hugging Face nn.Linear weight ([out, in], row-major) in its stored dtype (f32/bf16/f16);
-// it is never converted whole: small T runs a GEMV-style kernel that converts in registers
-// (memory-bound, reads W once); larger T converts one panel of W at a time into a per-thread
-// f32 workspace and calls OpenBLAS sgemm (cost of conversion amortised over T rows).
+// it is never converted whole: small T (decode, T <= 4) runs a GEMV kernel that converts in
+// registers (memory-bound, reads W once); larger T runs kvlab's packed AVX-512 SGEMM (gemm.h:
+// bf16/f16 -> f32 conversion fused into packing W's panels) when the CPU has AVX-512, and OpenBLAS
+// sgemm on converted panels otherwise (Debian's OpenBLAS 0.3.21 picks SSE3 kernels on CPUs it does
+// not recognise; results/reference/perf/ has the measurements).
 // bias may be null. x and y must not alias. Rows of x and y are contiguous with stride K and N.
 void linear(const float* x, int64_t T, const MatRef& w, const VecRef* bias, float* y,
             ThreadPool& pool);
