@@ -1,6 +1,6 @@
 // prefill_profile: where kvlab's prefill time goes on the llama3-8b-layer model, op by op, for
-// one chunk of T tokens, next to what torch's path does for the same GEMM (one multi-threaded
-// cblas_sgemm on f32 weights).
+// one chunk of T tokens, next to one multi-threaded OpenBLAS cblas_sgemm on f32 weights for the
+// same product (the GEMM kvlab used before its own packed AVX-512 SGEMM).
 //   build/experiments/prefill_profile MODEL_DIR [--threads 2] [--T 512] [--reps 3]
 #include <cblas.h>
 
