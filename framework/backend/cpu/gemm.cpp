@@ -4,12 +4,14 @@
 #include "framework/backend/cpu/cpu_features.h"
 #include "framework/core/error.h"
 
+#include <algorithm>
+
 namespace kvlab::cpu {
 
 bool gemm_nt_available() { return active_isa() == Isa::kAvx512; }
 
 void gemm_nt(const float* A, int64_t lda, int64_t M, const MatRef& B, float* C, int64_t ldc,
-             ThreadPool& pool) {
+             ThreadPool& pool, bool accumulate) {
   KVLAB_CHECK(B.dtype == DType::kF32 || B.dtype == DType::kBF16 || B.dtype == DType::kF16)
       << "gemm_nt: B dtype " << dtype_name(B.dtype) << " is not f32/bf16/f16";
   KVLAB_CHECK(M >= 0 && B.rows >= 0 && B.cols >= 0 && B.ld >= B.cols && lda >= B.cols &&
@@ -20,7 +22,27 @@ void gemm_nt(const float* A, int64_t lda, int64_t M, const MatRef& B, float* C, 
   KVLAB_CHECK(A && C && (B.data || B.cols == 0)) << "gemm_nt: null pointer";
   KVLAB_CHECK(gemm_nt_available()) << "gemm_nt: needs AVX-512 (active ISA "
                                    << isa_name(active_isa()) << ")";
-  detail::gemm_nt_avx512(A, lda, M, B, C, ldc, pool);
+  detail::gemm_nt_avx512(A, lda, M, B, C, ldc, pool, accumulate);
+}
+
+void transpose_f32(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst,
+                   int64_t ldd, ThreadPool& pool) {
+  KVLAB_CHECK(rows >= 0 && cols >= 0 && lds >= cols && ldd >= rows)
+      << "transpose_f32: [" << rows << ", " << cols << "] lds=" << lds << " ldd=" << ldd;
+  if (rows == 0 || cols == 0) return;
+  KVLAB_CHECK(src && dst) << "transpose_f32: null pointer";
+  KVLAB_CHECK(gemm_nt_available()) << "transpose_f32: needs AVX-512 (active ISA "
+                                   << isa_name(active_isa()) << ")";
+  // Row blocks of 16 (whole register tiles); one block range per thread when it pays off.
+  const int64_t blocks = (rows + 15) / 16;
+  if (pool.threads() == 1 || rows * cols < (1 << 16)) {
+    detail::transpose_f32_avx512(src, lds, 0, rows, cols, dst, ldd);
+    return;
+  }
+  pool.parallel_for(blocks, [&](int64_t b0, int64_t b1, int) {
+    if (b1 > b0)
+      detail::transpose_f32_avx512(src, lds, b0 * 16, std::min(rows, b1 * 16), cols, dst, ldd);
+  });
 }
 
 }  // namespace kvlab::cpu

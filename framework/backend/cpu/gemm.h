@@ -32,13 +32,23 @@ bool gemm_nt_available();
 // C[m, n] = sum_k A[m * lda + k] * f32(B[n, k]) for m < M, n < N = B.rows, K = B.cols; C is
 // overwritten (C[m * ldc + n]). B dtype f32, bf16 or f16 with leading dimension B.ld. f32
 // accumulation with FMA. A and C must not alias. Requires gemm_nt_available() (throws otherwise).
+// accumulate = true: C += A . B^T instead (each K slice's partial sum is added to C in turn).
 void gemm_nt(const float* A, int64_t lda, int64_t M, const MatRef& B, float* C, int64_t ldc,
-             ThreadPool& pool);
+             ThreadPool& pool, bool accumulate = false);
+
+// dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols (f32), split over the pool in
+// row blocks (a pure copy: the result does not depend on the thread count). src and dst must
+// not overlap. Requires gemm_nt_available() (16x16 AVX-512 register-tile transposes).
+void transpose_f32(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst,
+                   int64_t ldd, ThreadPool& pool);
 
 namespace detail {
 // The AVX-512 implementation (gemm_avx512.cpp); call only after the run-time ISA check.
 void gemm_nt_avx512(const float* A, int64_t lda, int64_t M, const MatRef& B, float* C,
-                    int64_t ldc, ThreadPool& pool);
+                    int64_t ldc, ThreadPool& pool, bool accumulate);
+// Transposes rows [r0, r1) of src (all cols) into dst (see transpose_f32).
+void transpose_f32_avx512(const float* src, int64_t lds, int64_t r0, int64_t r1, int64_t cols,
+                          float* dst, int64_t ldd);
 // Register-only loop of independent AVX-512 FMAs (24 accumulators, no memory traffic) for
 // measuring one core's FMA peak in benchmarks. Returns the flops done (iters * 24 * 16 * 2);
 // the result is folded into *sink so the loop is not optimised away.

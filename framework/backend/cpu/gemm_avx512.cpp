@@ -146,10 +146,11 @@ using PackB = void (*)(const void*, int64_t, int, int64_t, float*);
 }  // namespace
 
 void gemm_nt_avx512(const float* A, int64_t lda, int64_t M, const MatRef& B, float* C,
-                    int64_t ldc, ThreadPool& pool) {
+                    int64_t ldc, ThreadPool& pool, bool accumulate) {
   const int64_t N = B.rows, K = B.cols;
   if (M == 0 || N == 0) return;
   if (K == 0) {
+    if (accumulate) return;
     for (int64_t m = 0; m < M; ++m) std::fill(C + m * ldc, C + m * ldc + N, 0.f);
     return;
   }
@@ -205,12 +206,34 @@ void gemm_nt_avx512(const float* A, int64_t lda, int64_t M, const MatRef& B, flo
             const int64_t c0 = nb + jp * kNR;
             const int cols = static_cast<int>(std::min<int64_t>(kNR, nbe - c0));
             microkernel(kc, ap + ip * kMR * kc, bp + jp * kNR * kc, C + r0 * ldc + c0, ldc, mr,
-                        mask_n(cols), mask_n(std::max(0, cols - 16)), pc > 0);
+                        mask_n(cols), mask_n(std::max(0, cols - 16)), accumulate || pc > 0);
           }
         }
       }
     }
   });
+}
+
+void transpose_f32_avx512(const float* src, int64_t lds, int64_t r0, int64_t r1, int64_t cols,
+                          float* dst, int64_t ldd) {
+  for (int64_t r = r0; r < r1; r += 16) {
+    const int nr = static_cast<int>(std::min<int64_t>(16, r1 - r));
+    const __mmask16 sm = mask_n(nr);
+    for (int64_t c = 0; c < cols; c += 16) {
+      const int nc = static_cast<int>(std::min<int64_t>(16, cols - c));
+      const __mmask16 lm = mask_n(nc);
+      __m512 t[16];
+      for (int i = 0; i < 16; ++i)
+        t[i] = i < nr ? _mm512_maskz_loadu_ps(lm, src + (r + i) * lds + c) : _mm512_setzero_ps();
+      transpose16(t);
+      float* d = dst + c * ldd + r;
+      if (nr == 16) {
+        for (int j = 0; j < nc; ++j) _mm512_storeu_ps(d + j * ldd, t[j]);
+      } else {
+        for (int j = 0; j < nc; ++j) _mm512_mask_storeu_ps(d + j * ldd, sm, t[j]);
+      }
+    }
+  }
 }
 
 int64_t fma_peak_loop(int64_t iters, float* sink) {

@@ -115,6 +115,58 @@ TEST(GemmNt, EmptyKZeroesC) {
   for (float v : c) EXPECT_EQ(v, 0.f);
 }
 
+TEST(GemmNt, AccumulateAddsToC) {
+  if (!isa_supported(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 on this CPU";
+  ScopedIsa scoped(Isa::kAvx512);
+  ThreadPool pool1(1), pool2(2);
+  for (int64_t K : {0, 5, 400, 1000})
+    for (int64_t N : {3, 100}) {
+      for (int64_t M : {7, 130}) {
+        const int64_t lda = K + 1, ldc = N + 2;
+        const auto a = randu(static_cast<size_t>(M * lda + 1), static_cast<uint32_t>(M + K));
+        const auto b = randu(static_cast<size_t>(N * K + 1), static_cast<uint32_t>(N + 3 * K));
+        const MatRef br{b.data(), DType::kF32, N, K, K};
+        const auto c0 = randu(static_cast<size_t>(M * ldc), 99);
+        for (ThreadPool* pool : {&pool1, &pool2}) {
+          std::vector<float> prod(c0.size(), 0.f), acc = c0;
+          gemm_nt(a.data(), lda, M, br, prod.data(), ldc, *pool);
+          gemm_nt(a.data(), lda, M, br, acc.data(), ldc, *pool, /*accumulate=*/true);
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t n = 0; n < ldc; ++n) {
+              const size_t i = static_cast<size_t>(m * ldc + n);
+              if (n >= N) {
+                ASSERT_EQ(acc[i], c0[i]);
+              } else {
+                double sabs = std::fabs(c0[i]);
+                for (int64_t k = 0; k < K; ++k) sabs += std::fabs(a[m * lda + k] * b[n * K + k]);
+                ASSERT_NEAR(acc[i], double(c0[i]) + prod[i], (K + 4) * kU * sabs + 1e-30)
+                    << "M=" << M << " N=" << N << " K=" << K;
+              }
+            }
+        }
+      }
+    }
+}
+
+TEST(GemmNt, TransposeF32) {
+  if (!isa_supported(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 on this CPU";
+  ScopedIsa scoped(Isa::kAvx512);
+  ThreadPool pool1(1), pool2(2);
+  for (int64_t rows : {1, 15, 16, 33, 700})
+    for (int64_t cols : {1, 17, 32, 257}) {
+      const int64_t lds = cols + 3, ldd = rows + 5;
+      const auto src = randu(static_cast<size_t>(rows * lds), static_cast<uint32_t>(rows + cols));
+      for (ThreadPool* pool : {&pool1, &pool2}) {
+        std::vector<float> dst(static_cast<size_t>(cols * ldd), -7.f);
+        transpose_f32(src.data(), lds, rows, cols, dst.data(), ldd, *pool);
+        for (int64_t c = 0; c < cols; ++c)
+          for (int64_t r = 0; r < ldd; ++r)
+            ASSERT_EQ(dst[c * ldd + r], r < rows ? src[r * lds + c] : -7.f)
+                << rows << "x" << cols << " at " << r << "," << c;
+      }
+    }
+}
+
 TEST(GemmNt, RejectsBadArgumentsAndMissingIsa) {
   ThreadPool pool(1);
   float a[4] = {}, c[4] = {};
