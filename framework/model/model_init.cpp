@@ -6,8 +6,8 @@
 #include "framework/core/error.h"
 #include "framework/core/file_io.h"
 #include "framework/core/rng.h"
-#include "framework/core/utf8.h"
 #include "framework/model/safetensors.h"
+#include "framework/model/tokenizer.h"
 
 namespace kvlab::model {
 namespace {
@@ -36,23 +36,6 @@ ModelConfig llama_base(int64_t c, int64_t layers, int64_t h, int64_t g, int64_t 
   m.eos_token_ids = {kEosId};
   m.torch_dtype = "bfloat16";
   return m;
-}
-
-// GPT-2 bytes_to_unicode: printable bytes map to themselves, the other 68 to U+0100 upwards,
-// in byte order. Returns the UTF-8 encoding of byte b's character.
-std::string byte_char(int b) {
-  auto printable = [](int x) {
-    return (x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF);
-  };
-  uint32_t cp = static_cast<uint32_t>(b);
-  if (!printable(b)) {
-    int n = 0;
-    for (int x = 0; x < b; ++x) n += printable(x) ? 0 : 1;
-    cp = 256 + static_cast<uint32_t>(n);
-  }
-  std::string s;
-  append_utf8(cp, s);
-  return s;
 }
 
 const char* torch_dtype_name(DType t) {
@@ -112,7 +95,7 @@ ModelConfig preset_config(const std::string& name) {
 std::string byte_level_tokenizer_json() {
   using OJson = nlohmann::ordered_json;
   OJson vocab = OJson::object();
-  for (int b = 0; b < 256; ++b) vocab[byte_char(b)] = b;
+  for (int b = 0; b < 256; ++b) vocab[gpt2_byte_char(b)] = b;
   auto added = [](int64_t id, const char* content) {
     return OJson{{"id", id},        {"content", content}, {"single_word", false},
                  {"lstrip", false}, {"rstrip", false},    {"normalized", false},

@@ -886,6 +886,11 @@ Tokenizer Tokenizer::load(const std::string& path) {
   return from_json(read_file(file), file);
 }
 
+std::string gpt2_byte_char(int b) {
+  KVLAB_CHECK(b >= 0 && b < 256) << "byte " << b;
+  return detail::byte_level_map().byte_to_str[b];
+}
+
 std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
   const TokenizerImpl& t = *impl_;
   if (const auto bad = detail::invalid_utf8_offset(text))

@@ -17,6 +17,10 @@
 
 namespace kvlab::model {
 
+// GPT-2 bytes_to_unicode: the UTF-8 of byte b's printable stand-in (printable bytes stand for
+// themselves; the other 68 map, in byte order, to U+0100 upwards). b in [0, 255].
+std::string gpt2_byte_char(int b);
+
 class Tokenizer {
  public:
   // Parses tokenizer.json text; `path` names the file in errors. Unsupported model types,

@@ -1,4 +1,5 @@
 #include "framework/model/tokenizer_train.h"
+#include "framework/model/tokenizer.h"
 
 #include <algorithm>
 #include <queue>
@@ -41,26 +42,6 @@ struct HeapLess {
 std::vector<std::string> default_special_tokens() {
   return {"<|begin_of_text|>", "<|end_of_text|>", "<|pad|>",        "<|sep|>",
           "<|reserved_0|>",    "<|reserved_1|>",  "<|reserved_2|>", "<|reserved_3|>"};
-}
-
-std::string gpt2_byte_char(int b) {
-  auto printable = [](int x) {
-    return (x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF);
-  };
-  uint32_t cp = static_cast<uint32_t>(b);
-  if (!printable(b)) {
-    int n = 0;
-    for (int x = 0; x < b; ++x) n += printable(x) ? 0 : 1;
-    cp = 256 + static_cast<uint32_t>(n);
-  }
-  std::string s;
-  if (cp < 0x80) {
-    s += static_cast<char>(cp);
-  } else {  // every stand-in is < U+0800: two UTF-8 bytes
-    s += static_cast<char>(0xC0 | (cp >> 6));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-  return s;
 }
 
 // ---- pre-token counting -------------------------------------------------------------------------

@@ -82,7 +82,4 @@ BpeModel train_bpe(const std::vector<std::string>& texts, const BpeTrainOptions&
 // special tokens as added_tokens. Byte-identical for identical models.
 std::string bpe_tokenizer_json(const BpeModel& model);
 
-// GPT-2 bytes_to_unicode: the UTF-8 of byte b's printable stand-in.
-std::string gpt2_byte_char(int b);
-
 }  // namespace kvlab::model

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <limits>
 
+#include "framework/backend/cpu/avx512_math.h"
 #include "framework/backend/cpu/kernel_table.h"
 
 namespace kvlab::cpu::detail {
@@ -38,24 +39,8 @@ struct VAvx512 {
   static R load_f16(const uint16_t* p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   }
-  // Cephes-style expf (see kernels_avx2.cpp) with vscalefps for 2^n; x < -87.3 gives 0.
-  static R exp(R x) {
-    const R lo = _mm512_set1_ps(-87.33654f);
-    const __mmask16 valid = _mm512_cmp_ps_mask(x, lo, _CMP_GE_OQ);
-    x = _mm512_min_ps(_mm512_max_ps(x, lo), _mm512_set1_ps(88.37626f));
-    const R n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    R r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    R p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.f)));
-    return _mm512_maskz_mov_ps(valid, _mm512_scalef_ps(p, n));
-  }
+  static R exp(R x) { return exp512(x); }
+
 };
 }  // namespace
 }  // namespace kvlab::cpu::detail
