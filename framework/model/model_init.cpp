@@ -8,6 +8,7 @@
 #include "framework/core/rng.h"
 #include "framework/model/safetensors.h"
 #include "framework/model/tokenizer.h"
+#include "framework/model/tokenizer_train.h"
 
 namespace kvlab::model {
 namespace {
@@ -93,38 +94,14 @@ ModelConfig preset_config(const std::string& name) {
 }
 
 std::string byte_level_tokenizer_json() {
-  using OJson = nlohmann::ordered_json;
-  OJson vocab = OJson::object();
-  for (int b = 0; b < 256; ++b) vocab[gpt2_byte_char(b)] = b;
-  auto added = [](int64_t id, const char* content) {
-    return OJson{{"id", id},        {"content", content}, {"single_word", false},
-                 {"lstrip", false}, {"rstrip", false},    {"normalized", false},
-                 {"special", true}};
-  };
-  const OJson byte_level = {{"type", "ByteLevel"},
-                            {"add_prefix_space", false},
-                            {"trim_offsets", true},
-                            {"use_regex", false}};
-  OJson j;
-  j["version"] = "1.0";
-  j["truncation"] = nullptr;
-  j["padding"] = nullptr;
-  j["added_tokens"] = {added(kBosId, "<|begin_of_text|>"), added(kEosId, "<|end_of_text|>")};
-  j["normalizer"] = nullptr;
-  j["pre_tokenizer"] = byte_level;
-  j["post_processor"] = nullptr;
-  j["decoder"] = byte_level;
-  j["model"] = {{"type", "BPE"},
-                {"dropout", nullptr},
-                {"unk_token", nullptr},
-                {"continuing_subword_prefix", nullptr},
-                {"end_of_word_suffix", nullptr},
-                {"fuse_unk", false},
-                {"byte_fallback", false},
-                {"ignore_merges", false},
-                {"vocab", vocab},
-                {"merges", OJson::array()}};
-  return j.dump(2) + "\n";
+  BpeModel m;  // 256 byte tokens in byte order, <|begin_of_text|>, <|end_of_text|>; no merges
+  for (int b = 0; b < 256; ++b) m.tokens.push_back(std::string(1, static_cast<char>(b)));
+  m.tokens.push_back("<|begin_of_text|>");
+  m.tokens.push_back("<|end_of_text|>");
+  m.special.assign(256, 0);
+  m.special.push_back(1);
+  m.special.push_back(1);
+  return bpe_tokenizer_json(m);
 }
 
 void write_random_model(const InitOptions& opts, const std::string& out_dir) {

@@ -284,14 +284,19 @@ std::string bpe_tokenizer_json(const BpeModel& m) {
   j["padding"] = nullptr;
   j["added_tokens"] = added;
   j["normalizer"] = nullptr;
-  j["pre_tokenizer"] = {
-      {"type", "Sequence"},
-      {"pretokenizers",
-       OJson::array({OJson{{"type", "Split"},
-                           {"pattern", {{"Regex", m.pattern}}},
-                           {"behavior", "Isolated"},
-                           {"invert", false}},
-                     byte_level})}};
+  // An empty pattern (e.g. model_init's merge-free byte vocabulary) needs no regex split.
+  if (m.pattern.empty()) {
+    j["pre_tokenizer"] = byte_level;
+  } else {
+    j["pre_tokenizer"] = {
+        {"type", "Sequence"},
+        {"pretokenizers",
+         OJson::array({OJson{{"type", "Split"},
+                             {"pattern", {{"Regex", m.pattern}}},
+                             {"behavior", "Isolated"},
+                             {"invert", false}},
+                       byte_level})}};
+  }
   j["post_processor"] = nullptr;
   j["decoder"] = byte_level;
   j["model"] = {{"type", "BPE"},
