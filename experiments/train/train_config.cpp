@@ -9,6 +9,7 @@
 
 #include "datasets/synthetic/tasks.h"
 #include "framework/core/error.h"
+#include "framework/harness/config_tree.h"
 #include "framework/model/model_init.h"
 #include "framework/optim/optimizer.h"
 
@@ -104,9 +105,7 @@ struct Parser {
   std::vector<std::string> overridden;  // key paths given with --set (their lines mean nothing)
 
   std::string where(const YAML::Node& n, const std::string& key) const {
-    const auto mark = n.Mark();
-    if (mark.line < 0) return str(file, " (--set): ", key);
-    return str(file, ":", mark.line + 1, ": ", key);
+    return harness::detail::where(file, n, key);
   }
 
   // A key: value pair: the key's line, or "(--set)" when the value came from an override.
@@ -119,15 +118,7 @@ struct Parser {
 
   void check_keys(const YAML::Node& map, const std::string& prefix,
                   const std::vector<std::string>& allowed) const {
-    for (const auto& kv : map) {
-      const std::string k = kv.first.as<std::string>();
-      if (std::find(allowed.begin(), allowed.end(), k) != allowed.end()) continue;
-      std::string msg = str(where(kv.first, prefix + k), ": unknown key");
-      if (auto s = did_you_mean(k, allowed)) msg += str(" (did you mean '", prefix + *s, "'?)");
-      msg += "; allowed here:";
-      for (const auto& a : allowed) msg += " " + a;
-      throw Error(msg);
-    }
+    harness::detail::check_keys(file, map, prefix, allowed);
   }
 
   YAML::Node map_node(const YAML::Node& n, const std::string& key) const {
@@ -181,54 +172,6 @@ struct Parser {
   }
 };
 
-// Applies "a.b.c=value" (value parsed as YAML); a numeric part indexes a list (stages.1.seq_len).
-void apply_override(YAML::Node& root, const std::string& ov) {
-  const auto eq = ov.find('=');
-  if (eq == std::string::npos || eq == 0) fail("--set ", ov, ": expected KEY.PATH=VALUE");
-  const std::string path = ov.substr(0, eq), value = ov.substr(eq + 1);
-  std::vector<std::string> parts;
-  std::stringstream ss(path);
-  std::string part;
-  while (std::getline(ss, part, '.')) {
-    if (part.empty()) fail("--set ", ov, ": empty key in '", path, "'");
-    parts.push_back(part);
-  }
-  YAML::Node v;
-  try {
-    v = YAML::Load(value);
-  } catch (const YAML::Exception& e) {
-    fail("--set ", ov, ": cannot parse value: ", e.msg);
-  }
-  auto is_index = [](const std::string& s) {
-    return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
-  };
-  YAML::Node cur = root;
-  for (size_t i = 0; i < parts.size(); ++i) {
-    const bool last = i + 1 == parts.size();
-    if (cur.IsSequence()) {
-      if (!is_index(parts[i])) fail("--set ", ov, ": '", parts[i], "' must be a list index");
-      const size_t idx = std::stoul(parts[i]);
-      if (idx >= cur.size()) fail("--set ", ov, ": index ", idx, " is past the list's ", cur.size(), " entries");
-      if (last) {
-        cur[idx] = v;
-        return;
-      }
-      cur.reset(cur[idx]);  // yaml-cpp: reset() rebinds the handle (= would assign in place)
-      continue;
-    }
-    if (last) {
-      cur[parts[i]] = v;
-      return;
-    }
-    YAML::Node next = cur[parts[i]];
-    if (!next.IsDefined() || next.IsNull() || next.IsScalar()) {
-      cur[parts[i]] = YAML::Node(YAML::NodeType::Map);
-      next = cur[parts[i]];
-    }
-    cur.reset(next);
-  }
-}
-
 std::vector<int64_t> int_list(const Parser& p, const YAML::Node& n, const std::string& key,
                               int64_t lo, int64_t hi) {
   std::vector<YAML::Node> items;
@@ -270,16 +213,7 @@ datasets::StreamConfig stream_from(const ParamValues& v,
 }  // namespace
 
 TrainConfig load_train_config(const std::string& file, const std::vector<std::string>& overrides) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(file);
-  } catch (const YAML::BadFile&) {
-    fail(file, ": cannot open config file");
-  } catch (const YAML::ParserException& e) {
-    fail(file, ":", e.mark.line + 1, ":", e.mark.column + 1, ": malformed YAML: ", e.msg);
-  }
-  if (!root.IsMap()) fail(file, ": the top level must be a map of keys (steps, model, data, ...)");
-  for (const auto& ov : overrides) apply_override(root, ov);
+  const YAML::Node root = harness::detail::load_yaml(file, overrides);
   Parser p{file, {}};
   for (const auto& ov : overrides) p.overridden.push_back(ov.substr(0, ov.find('=')));
   TrainConfig c;

@@ -2,6 +2,9 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+#include <cctype>
+
 #include <cstdio>
 #include <map>
 #include <set>
@@ -47,10 +50,23 @@ std::vector<std::string> split_path(const std::string& path) {
 void set_path(YAML::Node& root, const std::vector<std::string>& parts, const YAML::Node& value) {
   // Walk with node references (yaml-cpp nodes are handles; operator[] creates missing keys).
   std::vector<YAML::Node> chain{root};
+  auto index_of = [&](const YAML::Node& seq, const std::string& part) -> size_t {
+    const bool digits = !part.empty() && std::all_of(part.begin(), part.end(), [](unsigned char ch) {
+      return std::isdigit(ch);
+    });
+    if (!digits) fail("--set: '", part, "' must be a list index (the key holds a list)");
+    const size_t idx = std::stoul(part);
+    if (idx >= seq.size()) fail("--set: index ", idx, " is past the list's ", seq.size(), " entries");
+    return idx;
+  };
   for (size_t i = 0; i + 1 < parts.size(); ++i) {
     YAML::Node cur = chain.back();
+    if (cur.IsSequence()) {  // stages.1.seq_len: a numeric part indexes a list
+      chain.push_back(cur[index_of(cur, parts[i])]);
+      continue;
+    }
     YAML::Node next = cur[parts[i]];
-    if (next.IsDefined() && !next.IsMap()) {
+    if (next.IsDefined() && !next.IsMap() && !next.IsSequence()) {
       // `model: DIR` written as a scalar: a map key below it means the scalar is replaced;
       // `method: NAME` becomes {name: NAME} (method.rank=8 keeps the method).
       YAML::Node m(YAML::NodeType::Map);
@@ -60,6 +76,11 @@ void set_path(YAML::Node& root, const std::vector<std::string>& parts, const YAM
       next = cur[parts[i]];
     }
     chain.push_back(next);
+  }
+  if (chain.back().IsSequence()) {
+    YAML::Node seq = chain.back();
+    seq[index_of(seq, parts.back())] = value;
+    return;
   }
   // Replace the entry (not assign through it): the old value node may be shared with another tree.
   chain.back().remove(parts.back());
@@ -76,16 +97,10 @@ YAML::Node load_yaml(const std::string& file, const std::vector<std::string>& ov
     fail(file, ":", e.mark.line + 1, ":", e.mark.column + 1, ": malformed YAML: ", e.msg);
   }
   if (!root.IsMap())
-    fail(file, ": the top level must be a map of keys (name, experiment, model, ...)");
+    fail(file, ": the top level must be a map of keys");
   for (const auto& ov : overrides) apply_override(root, ov);
   return root;
 }
-
-}  // namespace detail
-
-namespace {
-
-using detail::where;
 
 void check_keys(const std::string& file, const YAML::Node& map, const std::string& prefix,
                 const std::vector<std::string>& allowed) {
@@ -99,6 +114,14 @@ void check_keys(const std::string& file, const YAML::Node& map, const std::strin
     throw Error(msg);
   }
 }
+
+}  // namespace detail
+
+namespace {
+
+using detail::check_keys;
+using detail::where;
+
 
 std::string scalar(const std::string& file, const YAML::Node& n, const std::string& key) {
   if (!n.IsScalar()) fail(where(file, n, key), ": expected a single value");
