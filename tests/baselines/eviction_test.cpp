@@ -1,0 +1,261 @@
+// Token-eviction baselines (baselines/streaming_llm, h2o, snapkv over baselines/common).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <set>
+
+#include "baselines/common/eviction_cache.h"
+#include "framework/core/rng.h"
+#include "framework/kv/kv_cache.h"
+#include "tests/support/close.h"
+
+namespace kvlab {
+namespace {
+
+using baselines::EvictionCache;
+
+struct Shape {
+  int64_t H = 4, G = 2, D = 16;
+};
+
+kv::LayerInfo layer_info(ThreadPool& pool, const Shape& s, const cpu::Rope* rope = nullptr) {
+  kv::LayerInfo info;
+  info.n_layers = 1;
+  info.H = s.H;
+  info.G = s.G;
+  info.D = s.D;
+  info.scale = 1.0f / std::sqrt(static_cast<float>(s.D));
+  info.pool = &pool;
+  info.rope = rope;
+  return info;
+}
+
+std::unique_ptr<kv::KvCache> make(const std::string& method, const kv::LayerInfo& info,
+                                  const std::vector<std::pair<std::string, std::string>>& set) {
+  const auto& m = kv::KvRegistry::instance().find(method);
+  ParamValues p(m.params);
+  for (const auto& [k, v] : set) p.set_from_string(k, v, "test");
+  return m.make(info, p);
+}
+
+EvictionCache* ev(kv::KvCache* c) {
+  auto* e = dynamic_cast<EvictionCache*>(c);
+  EXPECT_NE(e, nullptr);
+  return e;
+}
+
+struct Stream {
+  int64_t S;
+  std::vector<float> k, v, q;
+  std::vector<int32_t> pos;
+  Stream(const Shape& s, int64_t S_, uint64_t seed, int32_t pos0 = 0) : S(S_) {
+    Rng rng(seed);
+    k.resize(S * s.G * s.D);
+    v.resize(S * s.G * s.D);
+    q.resize(S * s.H * s.D);
+    for (auto& x : k) x = static_cast<float>(rng.normal());
+    for (auto& x : v) x = static_cast<float>(rng.normal());
+    for (auto& x : q) x = static_cast<float>(2.0 * rng.normal());  // peaky attention: clear scores
+    pos.resize(S);
+    for (int64_t i = 0; i < S; ++i) pos[i] = static_cast<int32_t>(pos0 + i);
+  }
+};
+
+// Prefill of `prompt` tokens in chunks, end_prefill, then one-token decode steps; returns all
+// outputs [S, H, D]. `step` (if set) runs after each decode step with the token index.
+std::vector<float> run(kv::KvCache& c, const Shape& s, const Stream& st, int64_t prompt,
+                       const std::function<void(int64_t)>& step = {}) {
+  std::vector<float> out(st.S * s.H * s.D);
+  int64_t done = 0;
+  const int64_t chunks[] = {prompt / 3, prompt - prompt / 3};
+  for (int64_t T : chunks) {
+    c.append(st.k.data() + done * s.G * s.D, st.v.data() + done * s.G * s.D, T,
+             st.pos.data() + done);
+    c.attend(st.q.data() + done * s.H * s.D, T, st.pos.data() + done,
+             out.data() + done * s.H * s.D);
+    done += T;
+  }
+  c.end_prefill(kv::PrefillContext{prompt});
+  if (step) step(-1);
+  for (; done < st.S; ++done) {
+    c.append(st.k.data() + done * s.G * s.D, st.v.data() + done * s.G * s.D, 1,
+             st.pos.data() + done);
+    c.attend(st.q.data() + done * s.H * s.D, 1, st.pos.data() + done,
+             out.data() + done * s.H * s.D);
+    if (step) step(done);
+  }
+  return out;
+}
+
+std::vector<std::string> eviction_methods() {
+  std::vector<std::string> r;
+  for (const auto& n : kv::KvRegistry::instance().names())
+    if (n == "streaming_llm" || n == "h2o" || n == "snapkv") r.push_back(n);
+  return r;
+}
+
+// ---- conformance over every registered eviction method ----
+
+// A budget >= the whole context keeps everything: outputs equal the full cache's bit for bit
+// (same kernel over the same bytes), prefill and decode, and memory() matches.
+TEST(EvictionConformance, BudgetCoveringContextEqualsFullCache) {
+  ThreadPool pool(2);
+  const Shape s;
+  const int64_t S = 120, prompt = 90;
+  const Stream st(s, S, 11);
+  auto full = kv::make_kv_factory("full_cache", ParamValues(std::vector<ParamDecl>{}))(
+      layer_info(pool, s));
+  const auto want = run(*full, s, st, prompt);
+  auto methods = eviction_methods();
+  ASSERT_FALSE(methods.empty());
+  for (const auto& m : methods) {
+    for (const auto& budget : std::vector<std::pair<std::string, std::string>>{
+             {"budget", std::to_string(S)}, {"budget", std::to_string(S + 50)}}) {
+      auto c = make(m, layer_info(pool, s), {budget});
+      const auto got = run(*c, s, st, prompt);
+      EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float))) << m;
+      const MemoryReport r = c->memory();
+      EXPECT_EQ(r.full_tokens, S) << m;
+      EXPECT_EQ(r.evicted_tokens, 0) << m;
+      EXPECT_EQ(c->tokens_seen(), S) << m;
+    }
+  }
+}
+
+// Both budget and ratio set, or neither, is an error for every method.
+TEST(EvictionConformance, ExactlyOneBudget) {
+  ThreadPool pool(1);
+  for (const auto& m : eviction_methods()) {
+    EXPECT_THROW(make(m, layer_info(pool, Shape{}), {{"budget", "8"}, {"ratio", "0.5"}}), Error)
+        << m;
+    EXPECT_THROW(make(m, layer_info(pool, Shape{}), {}), Error) << m;
+  }
+}
+
+// ---- StreamingLLM ----
+
+TEST(StreamingLlm, KeepsExactlySinksAndWindow) {
+  ThreadPool pool(2);
+  const Shape s;
+  const int64_t S = 100, prompt = 70, n_sink = 4, window = 20;
+  const Stream st(s, S, 5, 3);
+  for (const auto& how : std::vector<std::pair<std::string, std::string>>{
+           {"window", "20"}, {"budget", "24"}, {"ratio", std::to_string(24.0 / prompt)}}) {
+    auto c = make("streaming_llm", layer_info(pool, s), {how});
+    auto* e = ev(c.get());
+    run(*c, s, st, prompt, [&](int64_t t) {
+      const int64_t seen = t < 0 ? prompt : t + 1;
+      std::vector<int32_t> want;
+      for (int64_t i = 0; i < n_sink; ++i) want.push_back(st.pos[i]);
+      for (int64_t i = seen - window; i < seen; ++i) want.push_back(st.pos[i]);
+      for (int64_t g = 0; g < s.G; ++g) ASSERT_EQ(e->kept_positions(g), want) << how.first;
+      // Kept K/V are the appended ones, unchanged (original position mode).
+      for (int64_t g = 0; g < s.G; ++g)
+        for (int64_t i = 0; i < e->kept(); ++i) {
+          const int64_t tok = want[i] - 3;
+          ASSERT_EQ(0, std::memcmp(e->key_row(g, i), st.k.data() + (tok * s.G + g) * s.D,
+                                   s.D * sizeof(float)));
+          ASSERT_EQ(0, std::memcmp(e->value_row(g, i), st.v.data() + (tok * s.G + g) * s.D,
+                                   s.D * sizeof(float)));
+        }
+      const MemoryReport r = c->memory();
+      EXPECT_EQ(r.full_tokens, n_sink + window);
+      EXPECT_EQ(r.evicted_tokens, seen - n_sink - window);
+      EXPECT_EQ(r.device_bytes, (n_sink + window) * (2 * s.G * s.D * 4 + s.G * 4));
+    });
+  }
+}
+
+// Decode output over the kept set equals reference attention over sinks + window (+ own token).
+TEST(StreamingLlm, DecodeAttendsOverKeptSet) {
+  ThreadPool pool(2);
+  const Shape s;
+  const int64_t S = 60, prompt = 40;
+  const Stream st(s, S, 8);
+  auto c = make("streaming_llm", layer_info(pool, s), {{"n_sink", "2"}, {"window", "10"}});
+  const auto got = run(*c, s, st, prompt);
+  for (int64_t t = prompt; t < S; ++t) {
+    // Before step t the cache held sinks + the 10 tokens before t; t itself is appended.
+    std::vector<int64_t> idx = {0, 1};
+    for (int64_t i = t - 10; i <= t; ++i) idx.push_back(i);
+    std::vector<float> k, v;
+    std::vector<int32_t> p;
+    for (int64_t i : idx) {
+      k.insert(k.end(), st.k.begin() + i * s.G * s.D, st.k.begin() + (i + 1) * s.G * s.D);
+      v.insert(v.end(), st.v.begin() + i * s.G * s.D, st.v.begin() + (i + 1) * s.G * s.D);
+      p.push_back(st.pos[i]);
+    }
+    cpu::KvView ref{k.data(), v.data(), static_cast<int64_t>(idx.size()), s.D, s.G * s.D, p.data()};
+    std::vector<float> want(s.H * s.D);
+    cpu::attention_ref(st.q.data() + t * s.H * s.D, 1, st.pos.data() + t, ref,
+                       {s.H, s.G, s.D, 1.0f / std::sqrt(16.0f)}, want.data(), nullptr);
+    EXPECT_TRUE(testing::all_close(got.data() + t * s.H * s.D, want.data(), s.H * s.D, 2e-5, 2e-5))
+        << "step " << t;
+  }
+}
+
+// Cache position mode: kept keys equal pre-RoPE keys rotated at their slot, and decode output
+// equals reference attention with keys and query recomputed at cache positions.
+TEST(StreamingLlm, CachePositionModeReRotation) {
+  ThreadPool pool(2);
+  const Shape s;
+  cpu::RopeConfig rc;
+  rc.head_dim = s.D;
+  const cpu::Rope rope(rc);
+  const int64_t S = 70, prompt = 45, n_sink = 3, window = 12;
+  Stream st(s, S, 21, 7);
+  const std::vector<float> k_pre = st.k, q_pre = st.q;
+  rope.apply(st.k.data(), S, s.G, st.pos.data());
+  rope.apply(st.q.data(), S, s.H, st.pos.data());
+  auto c = make("streaming_llm", layer_info(pool, s, &rope),
+                {{"n_sink", "3"}, {"window", "12"}, {"position_mode", "cache"}});
+  auto* e = ev(c.get());
+  std::vector<float> want_out(S * s.H * s.D);
+  std::vector<int64_t> kept_tok;  // token indices kept after the previous step
+  auto check_keys = [&](const std::vector<int64_t>& toks) {
+    for (int64_t g = 0; g < s.G; ++g)
+      for (int64_t i = 0; i < static_cast<int64_t>(toks.size()); ++i) {
+        std::vector<float> want(k_pre.begin() + (toks[i] * s.G + g) * s.D,
+                                k_pre.begin() + (toks[i] * s.G + g + 1) * s.D);
+        const int32_t p = static_cast<int32_t>(i);
+        rope.apply(want.data(), 1, 1, &p);
+        ASSERT_TRUE(testing::all_close(e->key_row(g, i), want.data(), s.D, 1e-5, 1e-5))
+            << "slot " << i << " token " << toks[i];
+      }
+  };
+  const auto got_out = run(*c, s, st, prompt, [&](int64_t t) {
+    const int64_t seen = t < 0 ? prompt : t + 1;
+    std::vector<int64_t> toks;
+    for (int64_t i = 0; i < n_sink; ++i) toks.push_back(i);
+    for (int64_t i = seen - window; i < seen; ++i) toks.push_back(i);
+    check_keys(toks);
+    if (t >= 0) {
+      // Step t attended over kept_tok + t at slots 0..n, query at slot n.
+      std::vector<int64_t> all = kept_tok;
+      all.push_back(t);
+      std::vector<float> k, v, q(q_pre.begin() + t * s.H * s.D, q_pre.begin() + (t + 1) * s.H * s.D);
+      std::vector<int32_t> p;
+      for (int64_t i = 0; i < static_cast<int64_t>(all.size()); ++i) {
+        k.insert(k.end(), k_pre.begin() + all[i] * s.G * s.D, k_pre.begin() + (all[i] + 1) * s.G * s.D);
+        v.insert(v.end(), st.v.begin() + all[i] * s.G * s.D, st.v.begin() + (all[i] + 1) * s.G * s.D);
+        p.push_back(static_cast<int32_t>(i));
+      }
+      rope.apply(k.data(), static_cast<int64_t>(all.size()), s.G, p.data());
+      const int32_t qp = p.back();
+      rope.apply(q.data(), 1, s.H, &qp);
+      cpu::KvView ref{k.data(), v.data(), static_cast<int64_t>(all.size()), s.D, s.G * s.D, p.data()};
+      cpu::attention_ref(q.data(), 1, &qp, ref, {s.H, s.G, s.D, 1.0f / 4.0f},
+                         want_out.data() + t * s.H * s.D, nullptr);
+    }
+    kept_tok = toks;
+  });
+  for (int64_t t = prompt; t < S; ++t)
+    EXPECT_TRUE(testing::all_close(got_out.data() + t * s.H * s.D, want_out.data() + t * s.H * s.D,
+                                   s.H * s.D, 1e-4, 1e-4))
+        << "step " << t;
+}
+
+}  // namespace
+}  // namespace kvlab
