@@ -84,6 +84,11 @@ class EvictionCache : public kv::KvCache {
   virtual void after_compact() {}
   // Mask positions from the kept positions (default: per-slot max over heads).
   virtual void refresh_mask();
+  // Adds, for every query head h, the exact attention probabilities of queries [T, H, D] at q_pos
+  // over the kept slots to acc[h][slot] (acc resized to [H][S_], new entries 0):
+  // p = exp(scale * q.k - lse[t, h]) with lse from cpu::attention, the dot product in f64.
+  void accumulate_probabilities(const float* q, int64_t T, const int32_t* q_pos, const float* lse,
+                                std::vector<std::vector<double>>& acc) const;
   // cpu::attention over the kept set; lse [T, H] may be null.
   void run_attention(const float* q, int64_t T, const int32_t* q_pos, float* out, float* lse);
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <set>
 
 #include "baselines/common/eviction_cache.h"
@@ -255,6 +256,85 @@ TEST(StreamingLlm, CachePositionModeReRotation) {
     EXPECT_TRUE(testing::all_close(got_out.data() + t * s.H * s.D, want_out.data() + t * s.H * s.D,
                                    s.H * s.D, 1e-4, 1e-4))
         << "step " << t;
+}
+
+
+// ---- H2O ----
+
+// f64 probabilities of query t (all heads) over token set `toks` for KV head g's query heads,
+// summed over the group: adds to score[tok].
+void add_h2o_scores(const Shape& s, const Stream& st, int64_t t, int64_t g,
+                    const std::vector<int64_t>& toks, std::map<int64_t, double>& score) {
+  const int64_t group = s.H / s.G;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(s.D));
+  for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+    std::vector<double> logit;
+    double mx = -1e300;
+    for (int64_t j : toks) {
+      double dot = 0;
+      for (int64_t d = 0; d < s.D; ++d)
+        dot += static_cast<double>(st.q[(t * s.H + h) * s.D + d]) * st.k[(j * s.G + g) * s.D + d];
+      logit.push_back(scale * dot);
+      mx = std::max(mx, scale * dot);
+    }
+    double z = 0;
+    for (double l : logit) z += std::exp(l - mx);
+    for (size_t i = 0; i < toks.size(); ++i) score[toks[i]] += std::exp(logit[i] - mx) / z;
+  }
+}
+
+// Keeps `recent` last tokens of toks plus the top (keep - recent) by score (ties: earlier).
+std::vector<int64_t> h2o_select(std::vector<int64_t> toks, const std::map<int64_t, double>& score,
+                                int64_t keep, int64_t recent) {
+  if (static_cast<int64_t>(toks.size()) <= keep) return toks;
+  std::vector<int64_t> rest(toks.begin(), toks.end() - recent), out(toks.end() - recent, toks.end());
+  std::stable_sort(rest.begin(), rest.end(),
+                   [&](int64_t a, int64_t b) { return score.at(a) > score.at(b); });
+  out.insert(out.end(), rest.begin(), rest.begin() + (keep - recent));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+TEST(H2o, KeptSetMatchesBruteForceAccumulatedAttention) {
+  ThreadPool pool(2);
+  const Shape s{8, 2, 16};
+  const int64_t S = 110, prompt = 80, keep = 30, recent = 10;
+  const Stream st(s, S, 17);
+  for (const auto& how : std::vector<std::pair<std::string, std::string>>{
+           {"budget", "30"}, {"ratio", std::to_string(30.0 / prompt)}}) {
+    auto c = make("h2o", layer_info(pool, s), {how, {"recent_fraction", "0.34"}});
+    auto* e = ev(c.get());
+    // Reference: per head, kept token set and accumulated scores.
+    std::vector<std::vector<int64_t>> kept(s.G);
+    std::vector<std::map<int64_t, double>> score(s.G);
+    for (int64_t g = 0; g < s.G; ++g) {
+      for (int64_t t = 0; t < prompt; ++t) {
+        std::vector<int64_t> vis;
+        for (int64_t j = 0; j <= t; ++j) vis.push_back(j);
+        add_h2o_scores(s, st, t, g, vis, score[g]);
+      }
+      for (int64_t j = 0; j < prompt; ++j) kept[g].push_back(j);
+      kept[g] = h2o_select(kept[g], score[g], keep, recent);
+    }
+    run(*c, s, st, prompt, [&](int64_t t) {
+      for (int64_t g = 0; g < s.G; ++g) {
+        if (t >= 0) {
+          kept[g].push_back(t);
+          add_h2o_scores(s, st, t, g, kept[g], score[g]);
+          kept[g] = h2o_select(kept[g], score[g], keep, recent);
+        }
+        std::vector<int32_t> want(kept[g].begin(), kept[g].end());
+        ASSERT_EQ(e->kept_positions(g), want) << how.first << " head " << g << " step " << t;
+      }
+      const MemoryReport r = c->memory();
+      const int64_t seen = t < 0 ? prompt : t + 1;
+      EXPECT_EQ(r.full_tokens, keep);
+      EXPECT_EQ(r.evicted_tokens, seen - keep);
+      EXPECT_EQ(r.device_bytes, keep * (2 * s.G * s.D * 4 + s.G * 4 + s.G * 8));
+    });
+    // The two heads made different choices (per-head selection is exercised).
+    EXPECT_NE(e->kept_positions(0), e->kept_positions(1));
+  }
 }
 
 }  // namespace
