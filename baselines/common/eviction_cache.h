@@ -61,7 +61,7 @@ class EvictionCache : public kv::KvCache {
   // Hooks for methods.
   virtual bool wants_probabilities() const { return false; }
   // Called after attention of T queries (post-RoPE, as given) with lse [T, H] when
-  // wants_probabilities(); slot_begin is the slot of the first query's own token.
+  // wants_probabilities().
   virtual void observe(const float* queries, int64_t T, const int32_t* q_positions,
                        const float* lse) {}
   virtual void on_end_prefill(int64_t prompt_tokens) {}

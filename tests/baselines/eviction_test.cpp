@@ -135,6 +135,70 @@ TEST(EvictionConformance, ExactlyOneBudget) {
   }
 }
 
+
+// With a small budget, every decode step's output equals f64 attention of each query head over
+// its KV head's kept set (as it was before the step) plus the new token: per-head selections
+// share one mask array correctly.
+TEST(EvictionConformance, DecodeAttendsOverEachHeadsKeptSet) {
+  ThreadPool pool(2);
+  const Shape s{8, 2, 16};
+  const int64_t S = 90, prompt = 64;
+  const Stream st(s, S, 41);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(s.D));
+  for (const auto& m : eviction_methods()) {
+    auto c = make(m, layer_info(pool, s), {{"budget", "24"}});
+    auto* e = ev(c.get());
+    std::vector<std::vector<int32_t>> before(s.G);
+    std::vector<float> want(S * s.H * s.D, 0.f);
+    const auto got = run(*c, s, st, prompt, [&](int64_t t) {
+      if (t >= 0) {
+        for (int64_t h = 0; h < s.H; ++h) {
+          const int64_t g = h / (s.H / s.G);
+          std::vector<int32_t> toks = before[g];
+          toks.push_back(static_cast<int32_t>(t));
+          std::vector<double> p;
+          double mx = -1e300, z = 0;
+          for (int32_t j : toks) {
+            double dot = 0;
+            for (int64_t d = 0; d < s.D; ++d)
+              dot += static_cast<double>(st.q[(t * s.H + h) * s.D + d]) * st.k[(j * s.G + g) * s.D + d];
+            p.push_back(scale * dot);
+            mx = std::max(mx, scale * dot);
+          }
+          for (double& x : p) z += (x = std::exp(x - mx));
+          for (int64_t d = 0; d < s.D; ++d) {
+            double o = 0;
+            for (size_t i = 0; i < toks.size(); ++i) o += p[i] / z * st.v[(toks[i] * s.G + g) * s.D + d];
+            want[(t * s.H + h) * s.D + d] = static_cast<float>(o);
+          }
+        }
+      }
+      for (int64_t g = 0; g < s.G; ++g) before[g] = e->kept_positions(g);
+    });
+    for (int64_t t = prompt; t < S; ++t)
+      EXPECT_TRUE(testing::all_close(got.data() + t * s.H * s.D, want.data() + t * s.H * s.D,
+                                     s.H * s.D, 2e-5, 2e-5))
+          << m << " step " << t;
+  }
+}
+
+// StreamingLLM's cache position mode with nothing evicted and positions from 0 is the full cache.
+TEST(EvictionConformance, StreamingCacheModeWithoutEvictionEqualsFullCache) {
+  ThreadPool pool(2);
+  const Shape s;
+  cpu::RopeConfig rc;
+  rc.head_dim = s.D;
+  const cpu::Rope rope(rc);
+  const Stream st(s, 80, 13);
+  auto full = kv::make_kv_factory("full_cache", ParamValues(std::vector<ParamDecl>{}))(
+      layer_info(pool, s));
+  const auto want = run(*full, s, st, 60);
+  auto c = make("streaming_llm", layer_info(pool, s, &rope),
+                {{"budget", "80"}, {"position_mode", "cache"}});
+  const auto got = run(*c, s, st, 60);
+  EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)));
+}
+
 // ---- StreamingLLM ----
 
 TEST(StreamingLlm, KeepsExactlySinksAndWindow) {
@@ -335,6 +399,91 @@ TEST(H2o, KeptSetMatchesBruteForceAccumulatedAttention) {
     // The two heads made different choices (per-head selection is exercised).
     EXPECT_NE(e->kept_positions(0), e->kept_positions(1));
   }
+}
+
+
+// ---- SnapKV ----
+
+// Brute force in f64: window queries' softmax over all prompt tokens they can see, summed over the
+// window, pooled over the prefix, averaged over the group; keep top (keep - w) + the window.
+std::vector<int64_t> snapkv_reference(const Shape& s, const Stream& st, int64_t prompt, int64_t g,
+                                      int64_t keep, int64_t w, int64_t kernel, bool max_pool) {
+  const int64_t group = s.H / s.G, n = prompt - w;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(s.D));
+  std::vector<double> score(n, 0.0);
+  for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+    std::vector<double> attn(prompt, 0.0);
+    for (int64_t t = prompt - w; t < prompt; ++t) {
+      std::vector<double> logit(t + 1);
+      double mx = -1e300, z = 0;
+      for (int64_t j = 0; j <= t; ++j) {
+        double dot = 0;
+        for (int64_t d = 0; d < s.D; ++d)
+          dot += static_cast<double>(st.q[(t * s.H + h) * s.D + d]) * st.k[(j * s.G + g) * s.D + d];
+        logit[j] = scale * dot;
+        mx = std::max(mx, logit[j]);
+      }
+      for (double l : logit) z += std::exp(l - mx);
+      for (int64_t j = 0; j <= t; ++j) attn[j] += std::exp(logit[j] - mx) / z;
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      double v = 0.0;  // probabilities are >= 0, so 0-padding does not change a max
+      for (int64_t j = i - kernel / 2; j <= i + kernel / 2; ++j) {
+        const double a = (j >= 0 && j < n) ? attn[j] : 0.0;  // zero padding
+        v = max_pool ? std::max(v, a) : v + a;
+      }
+      score[i] += (max_pool ? v : v / kernel) / group;
+    }
+  }
+  std::vector<int64_t> idx(n);
+  for (int64_t i = 0; i < n; ++i) idx[i] = i;
+  std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return score[a] > score[b]; });
+  std::vector<int64_t> out(idx.begin(), idx.begin() + (keep - w));
+  for (int64_t i = n; i < prompt; ++i) out.push_back(i);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+TEST(SnapKv, KeptSetMatchesBruteForcePooledScores) {
+  ThreadPool pool(2);
+  const Shape s{8, 2, 16};
+  const int64_t S = 100, prompt = 90, keep = 30;
+  const Stream st(s, S, 29);
+  for (const std::string pooling : {"max", "avg"}) {
+    for (const auto& [w, kernel] : std::vector<std::pair<int64_t, int64_t>>{{8, 7}, {16, 5}, {8, 1}}) {
+      auto c = make("snapkv", layer_info(pool, s),
+                    {{"budget", "30"}, {"window", std::to_string(w)},
+                     {"kernel", std::to_string(kernel)}, {"pooling", pooling}});
+      auto* e = ev(c.get());
+      std::vector<std::vector<int64_t>> want(s.G);
+      for (int64_t g = 0; g < s.G; ++g)
+        want[g] = snapkv_reference(s, st, prompt, g, keep, w, kernel, pooling == "max");
+      run(*c, s, st, prompt, [&](int64_t t) {
+        const int64_t decoded = t < 0 ? 0 : t + 1 - prompt;
+        for (int64_t g = 0; g < s.G; ++g) {
+          std::vector<int32_t> exp(want[g].begin(), want[g].end());
+          for (int64_t i = prompt; i < prompt + decoded; ++i) exp.push_back(static_cast<int32_t>(i));
+          ASSERT_EQ(e->kept_positions(g), exp) << pooling << " w=" << w << " k=" << kernel
+                                               << " head " << g << " step " << t;
+        }
+        const MemoryReport r = c->memory();
+        EXPECT_EQ(r.full_tokens, keep + decoded);
+        EXPECT_EQ(r.evicted_tokens, prompt - keep);
+        EXPECT_EQ(r.device_bytes, (keep + decoded) * (2 * s.G * s.D * 4 + s.G * 4));
+      });
+      EXPECT_NE(e->kept_positions(0), e->kept_positions(1));
+    }
+  }
+}
+
+// Budget at or below the window keeps the last `budget` prompt tokens.
+TEST(SnapKv, BudgetWithinWindowKeepsLastTokens) {
+  ThreadPool pool(1);
+  const Shape s;
+  const Stream st(s, 50, 3);
+  auto c = make("snapkv", layer_info(pool, s), {{"budget", "6"}, {"window", "8"}});
+  run(*c, s, st, 50);
+  EXPECT_EQ(ev(c.get())->kept_positions(0), (std::vector<int32_t>{44, 45, 46, 47, 48, 49}));
 }
 
 }  // namespace
