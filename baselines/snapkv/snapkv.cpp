@@ -1,0 +1,141 @@
+// SnapKV (Li et al., 2024, "SnapKV: LLM Knows What You are Looking for Before Generation"): at the
+// end of the prompt, the last `window` prompt queries (the observation window, buffered in attend
+// during prefill) vote for prompt tokens. Per query head: the exact softmax probabilities of the
+// window queries over the prefix (tokens before the window; causal), summed over the window, then
+// 1-D pooled along tokens (kernel `kernel`, stride 1, padding kernel/2; max pool, or avg pool
+// counting the padding as kvpress / torch avg_pool1d do); GQA: the pooled scores of a KV head's
+// query heads are averaged. Each KV head keeps its top (budget - window) prefix tokens plus the
+// whole window. Decode appends without eviction. If budget <= window, the last `budget` prompt
+// tokens are kept. Budget: `budget` tokens or `ratio` of the prompt (exactly one).
+#include <algorithm>
+#include <cmath>
+#include <memory>
+
+#include "baselines/common/eviction_cache.h"
+#include "framework/core/error.h"
+
+namespace kvlab::baselines {
+namespace {
+
+class SnapKv : public EvictionCache {
+ public:
+  SnapKv(const kv::LayerInfo& info, EvictionBudget budget, int64_t window, int64_t kernel,
+         bool max_pool)
+      : EvictionCache(info), budget_(budget), window_(window), kernel_(kernel),
+        max_pool_(max_pool) {}
+
+  void attend(const float* queries, int64_t T, const int32_t* q_positions, float* out) override {
+    EvictionCache::attend(queries, T, q_positions, out);
+    if (prefill_done_) return;
+    // Keep the last `window` prompt queries.
+    const int64_t HD = info_.H * info_.D;
+    qbuf_.insert(qbuf_.end(), queries, queries + T * HD);
+    qpos_.insert(qpos_.end(), q_positions, q_positions + T);
+    const int64_t n = static_cast<int64_t>(qpos_.size());
+    if (n > window_) {
+      qbuf_.erase(qbuf_.begin(), qbuf_.begin() + (n - window_) * HD);
+      qpos_.erase(qpos_.begin(), qpos_.begin() + (n - window_));
+    }
+  }
+
+ protected:
+  void on_end_prefill(int64_t prompt_tokens) override {
+    const int64_t keep = budget_.resolve(prompt_tokens);
+    const int64_t w = static_cast<int64_t>(qpos_.size());
+    if (S_ > keep) {
+      if (keep <= w) {
+        std::vector<int64_t> last;
+        for (int64_t i = S_ - keep; i < S_; ++i) last.push_back(i);
+        compact(std::vector<std::vector<int64_t>>(static_cast<size_t>(info_.G), last));
+      } else {
+        select(keep, w);
+      }
+    }
+    qbuf_.clear();
+    qbuf_.shrink_to_fit();
+    qpos_.clear();
+    qpos_.shrink_to_fit();
+  }
+  int64_t workspace_bytes() const override {
+    return static_cast<int64_t>(qbuf_.capacity() * sizeof(float) + qpos_.capacity() * sizeof(int32_t));
+  }
+
+ private:
+  void select(int64_t keep, int64_t w) {
+    const int64_t H = info_.H, G = info_.G, group = H / G, n = S_ - w;  // n: prefix length
+    std::vector<float> lse(static_cast<size_t>(w * H)), out(static_cast<size_t>(w * H * info_.D));
+    run_attention(qbuf_.data(), w, qpos_.data(), out.data(), lse.data());
+    std::vector<std::vector<double>> acc;
+    accumulate_probabilities(qbuf_.data(), w, qpos_.data(), lse.data(), acc);
+    std::vector<std::vector<double>> scores(static_cast<size_t>(G),
+                                            std::vector<double>(static_cast<size_t>(S_), 0.0));
+    const int64_t r = kernel_ / 2;
+    for (int64_t h = 0; h < H; ++h) {
+      const auto& a = acc[static_cast<size_t>(h)];
+      auto& sc = scores[static_cast<size_t>(h / group)];
+      for (int64_t s = 0; s < n; ++s) {
+        const int64_t lo = std::max<int64_t>(0, s - r), hi = std::min<int64_t>(n - 1, s + r);
+        double v = max_pool_ ? -1.0 : 0.0;
+        for (int64_t j = lo; j <= hi; ++j)
+          v = max_pool_ ? std::max(v, a[static_cast<size_t>(j)]) : v + a[static_cast<size_t>(j)];
+        if (!max_pool_) v /= static_cast<double>(kernel_);
+        sc[static_cast<size_t>(s)] += v / static_cast<double>(group);
+      }
+    }
+    std::vector<int64_t> forced;
+    for (int64_t i = n; i < S_; ++i) forced.push_back(i);
+    keep_top(keep, forced, scores);
+  }
+
+  EvictionBudget budget_;
+  int64_t window_, kernel_;
+  bool max_pool_;
+  std::vector<float> qbuf_;    // last <= window prompt queries [w, H, D]
+  std::vector<int32_t> qpos_;  // their positions
+};
+
+kv::KvMethod make_method() {
+  std::vector<ParamDecl> params = eviction_budget_params();
+  ParamDecl window;
+  window.name = "window";
+  window.type = ParamDecl::Type::kInt;
+  window.default_value = int64_t{32};
+  window.min = 1;
+  window.help = "observation window: the last prompt queries that score the prefix (always kept)";
+  params.push_back(window);
+  ParamDecl kernel;
+  kernel.name = "kernel";
+  kernel.type = ParamDecl::Type::kInt;
+  kernel.default_value = int64_t{7};
+  kernel.min = 1;
+  kernel.help = "1-D pooling kernel over token scores (odd; stride 1, padding kernel/2)";
+  kernel.check = [](const ParamValue& v) {
+    if (std::get<int64_t>(v) % 2 == 0) throw Error("kernel must be odd");
+  };
+  params.push_back(kernel);
+  ParamDecl pooling;
+  pooling.name = "pooling";
+  pooling.type = ParamDecl::Type::kChoice;
+  pooling.default_value = std::string("max");
+  pooling.choices = {"max", "avg"};
+  pooling.help = "pooling type (max as in PyramidKV/SentenceKV configs; avg as in kvpress)";
+  params.push_back(pooling);
+  return kv::KvMethod{
+      "snapkv",
+      "SnapKV (Li et al. 2024): at end of prefill the last `window` prompt queries score the "
+      "prefix per query head (exact softmax, summed over the window, 1-D max/avg pooled with "
+      "kernel `kernel`), averaged over each KV head's query heads; each KV head keeps its top "
+      "(budget - window) prefix tokens plus the window. Decode appends without eviction. Budget: "
+      "budget (tokens) or ratio of the prompt, exactly one.",
+      params, [](const kv::LayerInfo& info, const ParamValues& p) {
+        return std::unique_ptr<kv::KvCache>(new SnapKv(
+            info, EvictionBudget::from_params(p, "snapkv"), p.get_int("window"),
+            p.get_int("kernel"), p.get_string("pooling") == "max"));
+      }};
+}
+
+}  // namespace
+
+KVLAB_REGISTER_KV_METHOD(snapkv, make_method());
+
+}  // namespace kvlab::baselines
