@@ -288,7 +288,7 @@ TrainConfig load_train_config(const std::string& file, const std::vector<std::st
       mc.head_dim = mc.hidden_size / mc.num_attention_heads;
     }
     mc.rope.head_dim = mc.head_dim;
-    mc.vocab_size = 4096;  // placeholder until the tokenizer is known (run time)
+    mc.vocab_size = 4096;  // for validate() only; train_run.cpp sets it from the tokenizer
     try {
       mc.validate(p.where(m, "model"));
     } catch (const Error& e) {
