@@ -133,4 +133,20 @@ std::vector<int32_t> read_i32(const std::string& path, const std::string& name,
   return read_dataset<int32_t>(path, name, dims, H5::PredType::NATIVE_INT32);
 }
 
+std::string read_attr(const std::string& path, const std::string& object, const std::string& key) {
+  try {
+    H5::Exception::dontPrint();
+    H5::H5File f(path, H5F_ACC_RDONLY);
+    const std::string obj = object.empty() ? "/" : object;
+    H5::Attribute a = obj != "/" && f.childObjType(obj) == H5O_TYPE_DATASET
+                          ? f.openDataSet(obj).openAttribute(key)
+                          : f.openGroup(obj).openAttribute(key);
+    std::string value;
+    a.read(a.getStrType(), value);
+    return value;
+  } catch (const H5::Exception& e) {
+    fail(path, ": cannot read attribute ", key, " of ", object, ": ", e.getDetailMsg());
+  }
+}
+
 }  // namespace kvlab::io

@@ -36,5 +36,7 @@ std::vector<float> read_f32(const std::string& path, const std::string& name,
                             std::vector<int64_t>* dims = nullptr);
 std::vector<int32_t> read_i32(const std::string& path, const std::string& name,
                               std::vector<int64_t>* dims = nullptr);
+// String attribute `key` of `object` ("/" for the root group, else a dataset or group path).
+std::string read_attr(const std::string& path, const std::string& object, const std::string& key);
 
 }  // namespace kvlab::io
