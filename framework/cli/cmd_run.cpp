@@ -9,6 +9,7 @@
 #include <cblas.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -23,8 +24,12 @@
 #include "framework/core/file_io.h"
 #include "framework/harness/point_lock.h"
 #include "framework/harness/run_config.h"
+#include "framework/harness/suite.h"
 #include "framework/harness/sweep.h"
 #include "framework/io/trace_h5.h"
+#include "framework/report/plots.h"
+#include "framework/report/sweep.h"
+#include "framework/report/table.h"
 #include "framework/model/model_init.h"
 #include "kvlab/build_info.h"
 
@@ -297,10 +302,69 @@ int run_points(const harness::Sweep& s, long only) {
   return 0;
 }
 
+// Prints a finished sweep's table (headline metric, Markdown; also written to DIR/table.md)
+// and draws its charts (DIR/plots/), printing their paths.
+void report_sweep(const harness::Sweep& s) {
+  const auto points = report::load_sweep(s.dir());
+  const auto pv = report::pivot(points, "");
+  const std::string text = report::format_table(pv, report::TableFormat::kMarkdown);
+  write_file_atomic((fs::path(s.dir()) / "table.md").string(), text);
+  std::printf("\n%s (%s, %s):\n%s", s.points.front().config.name.c_str(),
+              s.points.front().config.experiment.c_str(), pv.metric.c_str(), text.c_str());
+  const auto res = report::plot_sweep(points, (fs::path(s.dir()) / "plots").string(), "");
+  for (const auto& n : res.notes) std::fprintf(stderr, "kvlab plot: %s\n", n.c_str());
+  std::printf("table: %s\n", (fs::path(s.dir()) / "table.md").string().c_str());
+  for (const auto& f : res.files) std::printf("chart: %s\n", f.c_str());
+}
+
+// Runs every member config of a suite in order (a failed member does not stop the others),
+// then reports on each; fails at the end if any member failed.
+int run_suite(const harness::Suite& suite, const Args& a) {
+  if (a.has("point"))
+    fail("--point: ", suite.file, " is a suite of ", suite.members.size(),
+         " configs; run one member with --point instead (", suite.members.front(), ")");
+  std::vector<harness::Sweep> sweeps;
+  for (const auto& m : suite.members) sweeps.push_back(load_cli_sweep(m, a.get_all("set")));
+  if (a.flag("check") || a.flag("list")) {
+    for (const auto& s : sweeps) {
+      if (a.flag("list")) {
+        print_sweep_list(s);
+        continue;
+      }
+      for (size_t i = 0; i < s.points.size(); ++i)
+        std::printf("---\n# %s, point %zu\n%s", s.file.c_str(), i,
+                    s.points[i].config.resolved_yaml().c_str());
+    }
+    return 0;
+  }
+  std::vector<std::string> failed;
+  for (size_t i = 0; i < sweeps.size(); ++i) {
+    std::fprintf(stderr, "== suite %s: %s (%zu/%zu) ==\n", suite.name.c_str(),
+                 sweeps[i].file.c_str(), i + 1, sweeps.size());
+    try {
+      run_points(sweeps[i], -1);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "%s: %s\n", sweeps[i].file.c_str(), e.what());
+      failed.push_back(sweeps[i].file);
+    }
+  }
+  if (suite.report)
+    for (const auto& s : sweeps)
+      if (std::find(failed.begin(), failed.end(), s.file) == failed.end()) report_sweep(s);
+  if (!failed.empty()) {
+    std::string list;
+    for (const auto& f : failed) list += (list.empty() ? "" : ", ") + f;
+    fail("suite ", suite.file, ": ", failed.size(), " of ", sweeps.size(),
+         " configs failed (", list, "); rerun to finish them (complete points are skipped)");
+  }
+  return 0;
+}
+
 int cmd_run(int argc, char** argv, int first) {
   Args a("run",
          "Runs the experiment a YAML config describes and writes <output>/<name>/<point-id>/; "
-         "with a sweep: block, every point in order (complete points are skipped).",
+         "with a sweep: block, every point in order (complete points are skipped); with a suite: "
+         "block, every listed config in order, then each one's table and charts.",
          {{"set", "KEY=VALUE", "override any config key, e.g. --set task.max_tokens=512", "", false,
            true},
           {"point", "I", "run only point I of the sweep (0-based; what Slurm array tasks call)"},
@@ -309,6 +373,7 @@ int cmd_run(int argc, char** argv, int first) {
          {"CONFIG"});
   if (!a.parse(argc, argv, first)) return 0;
   const std::string file = a.positionals()[0];
+  if (const auto suite = harness::load_suite(file)) return run_suite(*suite, a);
   const harness::Sweep s = load_cli_sweep(file, a.get_all("set"));
   if (a.flag("check")) {
     for (size_t i = 0; i < s.points.size(); ++i) {

@@ -107,7 +107,7 @@ std::vector<Point> load_sweep(const std::string& dir) {
 std::string default_metric(const std::string& experiment, const nlohmann::json& results) {
   if (results.is_object() && results.contains("headline") && results["headline"].is_string())
     return results["headline"].get<std::string>();
-  if (experiment == "ppl") return "perplexity";
+  if (experiment == "ppl" || experiment == "pg19") return "perplexity";
   if (results.is_object() && results.contains("grid")) return "score";
   if (results.is_object() && results.contains("score")) return "score";
   std::string keys;

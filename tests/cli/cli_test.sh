@@ -183,5 +183,36 @@ job=$(PATH="$W/bin:$PATH" $KVLAB sweep "$W/s.yaml" --slurm --set task.bos=false 
 grep -qF -- "--set 'task.bos=false' --point" "$sb" && ok || bad "--set not passed on to the tasks: $(tail -1 "$sb")"
 expect_fail "--partition applies only with --slurm" $KVLAB sweep "$W/s.yaml" --partition p1
 
+# suite: several configs in order, a table and charts for each; --set reaches every member;
+# bad suites fail naming file:line and key.
+mkdir -p "$W/suite"
+cat > "$W/suite/a.yaml" <<YAML
+name: sa
+experiment: ppl
+model: {preset: tiny, seed: 1}
+task: {text: "file:$W/t.txt", max_tokens: 12}
+threads: 1
+output: $W/results
+sweep:
+  methods: [full_cache, {name: streaming_llm, budget: 8}]
+YAML
+sed 's/^name: sa/name: sb/' "$W/suite/a.yaml" > "$W/suite/b.yaml"
+printf 'name: st\nsuite:\n  - a.yaml\n  - b.yaml\n' > "$W/suite/s.yaml"
+out=$($KVLAB run "$W/suite/s.yaml" --set task.max_tokens=16 2>&1) || bad "suite run failed: $out"
+for n in sa sb; do
+  grep -q "^table: $W/results/$n/table.md$" <<<"$out" && [[ -s $W/results/$n/table.md ]] && ok || bad "suite table $n: $out"
+  grep -q "^chart: $W/results/$n/plots/.*\.svg$" <<<"$out" && ok || bad "suite charts $n: $out"
+  [[ $(ls "$W/results/$n"/*/COMPLETE | wc -l) == 2 ]] && ok || bad "suite points $n"
+  grep -q "max_tokens: 16" "$W/results/$n"/*/config.resolved.yaml && ok || bad "--set did not reach $n"
+done
+grep -q "| streaming_llm |" "$W/results/sa/table.md" && ok || bad "suite table rows: $(cat "$W/results/sa/table.md")"
+out=$($KVLAB run "$W/suite/s.yaml" --set task.max_tokens=16 2>&1) || bad "suite rerun failed: $out"
+[[ $(grep -c "complete, skipped" <<<"$out") == 4 ]] && ok || bad "suite rerun did not skip: $out"
+printf 'name: st\nsuite:\n  - a.yaml\n  - nope.yaml\n' > "$W/suite/bad1.yaml"
+expect_fail "bad1.yaml:4: suite.1: no such config file" $KVLAB run "$W/suite/bad1.yaml"
+printf 'name: st\nsuite: [a.yaml]\nreprot: true\n' > "$W/suite/bad2.yaml"
+expect_fail "bad2.yaml:3: reprot: unknown key (did you mean 'report'?)" $KVLAB run "$W/suite/bad2.yaml"
+expect_fail "is a suite of 2 configs" $KVLAB run "$W/suite/s.yaml" --point 0
+
 echo "$pass passed, $fails failed"
 [[ $fails == 0 ]]
