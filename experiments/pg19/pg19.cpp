@@ -18,8 +18,10 @@
 // a method that re-rotates keys to in-cache positions says so in its own traces.
 #include <cmath>
 #include <cstdio>
+#include <optional>
 
 #include "datasets/pg19/pg19.h"
+#include "datasets/text/unigram.h"
 #include "experiments/common/experiment.h"
 #include "framework/core/error.h"
 #include "framework/core/timer.h"
@@ -66,6 +68,7 @@ nlohmann::json run_pg19(const RunContext& ctx) {
   const bool reset = ctx.task.get_bool("reset_between_books");
   const bool bos = ctx.task.get_bool("bos") && !m.config().bos_token_ids.empty();
   const int64_t L = m.config().num_hidden_layers, V = m.config().vocab_size;
+  const std::string unigram_split = ctx.task.get_string("unigram");
 
   std::vector<std::string> ids = datasets::pg19_book_ids(data_dir, split);
   if (!only.empty()) {
@@ -98,6 +101,8 @@ nlohmann::json run_pg19(const RunContext& ctx) {
     books.push_back(std::move(b));
   }
   if (books.empty()) fail("pg19: no book in ", data_dir, "/", split, " has 2 or more tokens");
+  std::optional<datasets::Unigram> unigram;
+  if (unigram_split != "none") unigram = datasets::unigram_from_split(tok, V, unigram_split);
 
   TraceSink* tr = ctx.trace;
   if (tr) {
@@ -176,23 +181,31 @@ nlohmann::json run_pg19(const RunContext& ctx) {
 
   // NLL against position (position = index of the predicted token within its book, from 1).
   nlohmann::json curve = nlohmann::json::array();
+  double unigram_sum = 0;  // unigram NLL of the same scored tokens
   {
-    std::vector<double> sum, cnt;
+    std::vector<double> sum, cnt, usum;
     size_t k = 0;
     for (const auto& b : books) {
       const int64_t n = static_cast<int64_t>(b.ids.size()) - 1;
       for (int64_t i = 0; i < n; ++i, ++k) {
         const size_t j = static_cast<size_t>(i / bucket);
-        if (sum.size() <= j) sum.resize(j + 1, 0), cnt.resize(j + 1, 0);
+        if (sum.size() <= j) sum.resize(j + 1, 0), cnt.resize(j + 1, 0), usum.resize(j + 1, 0);
         sum[j] += nll[k];
         cnt[j] += 1;
+        if (unigram) {
+          const double u = unigram->nll[static_cast<size_t>(b.ids[i + 1])];
+          usum[j] += u;
+          unigram_sum += u;
+        }
       }
     }
-    for (size_t j = 0; j < sum.size(); ++j)
+    for (size_t j = 0; j < sum.size(); ++j) {
       curve.push_back({{"start", static_cast<int64_t>(j) * bucket + 1},
                        {"end", static_cast<int64_t>(j) * bucket + static_cast<int64_t>(cnt[j] > 0 ? bucket : 0)},
                        {"count", cnt[j]},
                        {"nll_mean", sum[j] / cnt[j]}});
+      if (unigram) curve.back()["unigram_nll_mean"] = usum[j] / cnt[j];
+    }
     // The last bucket's end is its real extent.
     if (!curve.empty()) {
       int64_t longest = 0;
@@ -204,7 +217,7 @@ nlohmann::json run_pg19(const RunContext& ctx) {
     tr->set_attribute("steps/nll", "description", "-log p(ids[i+1] | cache after feeding ids[..i])");
     for (int64_t l = 0; l < L; ++l) seq->cache(l).trace(*tr);
   }
-  return {{"perplexity", std::exp(nll_sum / static_cast<double>(count))},
+  nlohmann::json out = {{"perplexity", std::exp(nll_sum / static_cast<double>(count))},
           {"word_perplexity", words > 0 ? std::exp(nll_sum / static_cast<double>(words)) : NAN},
           {"nll_mean", nll_sum / static_cast<double>(count)},
           {"tokens_scored", count},
@@ -220,6 +233,13 @@ nlohmann::json run_pg19(const RunContext& ctx) {
           {"nll_by_position", curve},
           {"kv_memory", memory_json(seq->memory())},
           {"kv_over_steps", sampled}};
+  if (unigram)
+    out["unigram"] = {{"source", unigram->source},
+                      {"tokens_counted", unigram->tokens},
+                      {"smoothing", "add-one over the model vocabulary"},
+                      {"perplexity", std::exp(unigram_sum / static_cast<double>(count))},
+                      {"nll_mean", unigram_sum / static_cast<double>(count)}};
+  return out;
 }
 
 }  // namespace
@@ -248,7 +268,11 @@ KVLAB_REGISTER_EXPERIMENT(
          {"bucket", ParamDecl::Type::kInt, int64_t{256}, 1.0, std::nullopt, {},
           "positions per bucket of the NLL-vs-position curve"},
          {"trace_every", ParamDecl::Type::kInt, int64_t{64}, 1.0, std::nullopt, {},
-          "sample per-layer cache bytes and token counts every k steps"}},
+          "sample per-layer cache bytes and token counts every k steps"},
+         {"unigram", ParamDecl::Type::kChoice, std::string("none"), std::nullopt, std::nullopt,
+          {"none", "train", "heldout"},
+          "also score the same tokens with an add-one unigram model counted on this corpus split "
+          "(datasets/text/corpus.h), in results.json `unigram` and per position bucket"}},
         run_pg19}));
 
 }  // namespace kvlab::experiments

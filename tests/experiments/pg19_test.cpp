@@ -9,6 +9,7 @@
 
 #include "datasets/pg19/pg19.h"
 #include "datasets/text/corpus.h"
+#include "datasets/text/unigram.h"
 #include "framework/core/error.h"
 #include "framework/io/trace_h5.h"
 #include "tests/experiments/experiment_support.h"
@@ -144,6 +145,50 @@ TEST(Pg19Experiment, BooksResetOrCarryOver) {
       "pg19", {{"data_dir", tmp.path().string()}, {"books", "2"}, {"max_tokens", "130"}});
   EXPECT_EQ(cut["tokens_scored"], 130);
   EXPECT_EQ(cut["books"][1]["tokens_scored"], 10);
+}
+
+TEST(Unigram, AddOneSmoothedFromIds) {
+  // V = 4, ids 0 0 1: p = (c + 1) / (3 + 4).
+  const Unigram u = unigram_from_ids({0, 0, 1}, 4);
+  ASSERT_EQ(u.nll.size(), 4u);
+  EXPECT_EQ(u.tokens, 3);
+  EXPECT_NEAR(u.nll[0], -std::log(3.0 / 7.0), 1e-15);
+  EXPECT_NEAR(u.nll[1], -std::log(2.0 / 7.0), 1e-15);
+  EXPECT_NEAR(u.nll[3], -std::log(1.0 / 7.0), 1e-15);
+  double total = 0;
+  for (double x : u.nll) total += std::exp(-x);
+  EXPECT_NEAR(total, 1.0, 1e-12);
+  EXPECT_THROW(unigram_from_ids({5}, 4), Error);
+}
+
+TEST(Pg19Experiment, UnigramBaselineScoresTheSameTokens) {
+  try {
+    load_book("opticks");
+  } catch (const Error&) {
+    GTEST_SKIP() << "corpus packages not installed";
+  }
+  kvlab::testing::TempDir tmp("kvlab_pg19_unigram");
+  write(tmp.path() / "test" / "1.txt", kBookA);
+  const auto r = kvlab::testing::run_experiment(
+      "pg19", {{"data_dir", tmp.path().string()}, {"max_tokens", "200"}, {"bucket", "64"},
+               {"unigram", "heldout"}});
+  ASSERT_TRUE(r.contains("unigram")) << r.dump();
+  EXPECT_EQ(r["unigram"]["source"], "corpus:heldout");
+  EXPECT_GT(r["unigram"]["tokens_counted"].get<int64_t>(), 100000);
+  // The bucket means, weighted by their counts, give the overall unigram NLL.
+  double sum = 0, n = 0;
+  for (const auto& b : r["nll_by_position"]) {
+    sum += b["unigram_nll_mean"].get<double>() * b["count"].get<double>();
+    n += b["count"].get<double>();
+  }
+  EXPECT_EQ(n, 200);
+  EXPECT_NEAR(sum / n, r["unigram"]["nll_mean"].get<double>(), 1e-9);
+  EXPECT_NEAR(std::exp(sum / n), r["unigram"]["perplexity"].get<double>(), 1e-6);
+  // A byte-level unigram on English text beats a uniform guess over 258 ids by a wide margin.
+  EXPECT_LT(r["unigram"]["perplexity"].get<double>(), 40.0);
+  const auto none = kvlab::testing::run_experiment(
+      "pg19", {{"data_dir", tmp.path().string()}, {"max_tokens", "200"}});
+  EXPECT_FALSE(none.contains("unigram"));
 }
 
 }  // namespace
