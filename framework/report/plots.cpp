@@ -211,6 +211,12 @@ void nll_position_charts(const std::vector<Point>& points, const PointKeys& k, c
   };
   std::map<std::string, std::map<std::string, Curve>> data;
   std::vector<std::string> row_order;  // pivot order of row labels
+  struct Baseline {
+    std::vector<double> x;
+    std::vector<std::vector<double>> y;
+    std::string source;
+  };
+  std::map<std::string, Baseline> unigram;  // column -> baseline curve
   for (const auto& p : points) {
     if (!p.complete || !p.results.contains("nll_by_position") ||
         !p.results["nll_by_position"].is_array() || p.results["nll_by_position"].size() < 2)
@@ -223,6 +229,17 @@ void nll_position_charts(const std::vector<Point>& points, const PointKeys& k, c
     }
     if (c.x.empty()) c.x = xs;
     if (xs == c.x) c.y.push_back(ys);  // seeds with other buckets are left out of the mean
+    // The unigram baseline (pg19 task.unigram) scores the same tokens for every method: one
+    // series per column, from the first point that has it.
+    auto& u = unigram[column_of(p, k)];
+    if (u.y.empty() && p.results.contains("unigram") &&
+        p.results["nll_by_position"][0].contains("unigram_nll_mean")) {
+      u.x = xs;
+      u.y.emplace_back();
+      for (const auto& b : p.results["nll_by_position"])
+        u.y.back().push_back(b.value("unigram_nll_mean", NAN));
+      u.source = p.results["unigram"].value("source", std::string("unigram"));
+    }
   }
   if (data.empty()) return;  // not a perplexity sweep with position buckets: nothing to say
   const std::vector<RowKey> rows_in_order = sorted_rows(points, k);
@@ -248,6 +265,15 @@ void nll_position_charts(const std::vector<Point>& points, const PointKeys& k, c
       s.markers = s.x.size() <= 40;
       s.color = r.method == "full_cache" ? "#444444" : palette(color++);
       s.dashed = r.method == "full_cache";
+      c.series.push_back(s);
+    }
+    if (auto u = unigram.find(col); u != unigram.end() && !u->second.y.empty()) {
+      Series s;
+      s.name = "unigram baseline (" + u->second.source + ")";
+      s.x = u->second.x;
+      s.y = u->second.y.front();
+      s.color = "#999999";
+      s.dashed = true;
       c.series.push_back(s);
     }
     const fs::path file =

@@ -144,6 +144,30 @@ TEST(ReportPlot, NeedleHeatmapsAndCompressionChart) {
   }
 }
 
+TEST(ReportPlot, NllByPositionWithUnigramBaseline) {
+  testing::TempDir t;
+  const auto d = t.path() / "sweep";
+  const std::string task = "  max_tokens: 512\n  unigram: train\n";
+  auto res_json = [](double a, double b) {
+    return "{\"perplexity\": 9, \"kv_memory\": {\"device_bytes\": 100}, \"unigram\": "
+           "{\"source\": \"corpus:train\", \"perplexity\": 60}, \"nll_by_position\": ["
+           "{\"start\": 1, \"end\": 256, \"count\": 256, \"nll_mean\": " + std::to_string(a) +
+           ", \"unigram_nll_mean\": 4.1}, {\"start\": 257, \"end\": 512, \"count\": 256, "
+           "\"nll_mean\": " + std::to_string(b) + ", \"unigram_nll_mean\": 4.2}]}";
+  };
+  point(d, "p1", "pg19", "full_cache", "", task, 0, res_json(2.5, 2.0));
+  point(d, "p2", "pg19", "h2o", "budget: 64", task, 0, res_json(2.7, 2.6));
+  const auto points = load_sweep(d.string());
+  EXPECT_EQ(pivot(points).metric, "perplexity");
+  const auto res = plot_sweep(points, (t.path() / "plots").string());
+  const fs::path f = t.path() / "plots" / "nll_by_position.svg";
+  ASSERT_TRUE(fs::exists(f)) << (res.notes.empty() ? "" : res.notes[0]);
+  const std::string svg = read(f);
+  EXPECT_NE(svg.find("unigram baseline (corpus:train)"), std::string::npos);
+  EXPECT_NE(svg.find(">full_cache</text>"), std::string::npos);
+  EXPECT_NE(svg.find(">h2o</text>"), std::string::npos);
+}
+
 TEST(ReportPlot, BadGridNamesTheFile) {
   testing::TempDir t;
   point(t.path(), "b1", "needle", "full_cache", "", "  haystack: pg\n", 0,
