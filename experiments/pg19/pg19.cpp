@@ -63,6 +63,7 @@ nlohmann::json run_pg19(const RunContext& ctx) {
   const std::string only = ctx.task.get_string("book");
   const int64_t max_books = ctx.task.get_int("books");
   const int64_t max_tokens = ctx.task.get_int("max_tokens");
+  const int64_t book_tokens = ctx.task.get_int("book_tokens");
   const int64_t bucket = ctx.task.get_int("bucket");
   const int64_t every = ctx.task.get_int("trace_every");
   const bool reset = ctx.task.get_bool("reset_between_books");
@@ -93,7 +94,8 @@ nlohmann::json run_pg19(const RunContext& ctx) {
     b.ids.insert(b.ids.end(), t.begin(), t.end());
     const int64_t scorable = static_cast<int64_t>(b.ids.size()) - 1;
     if (scorable < 1) continue;
-    const int64_t take = std::min(scorable, max_tokens - planned);
+    int64_t take = std::min(scorable, max_tokens - planned);
+    if (book_tokens > 0) take = std::min(take, book_tokens);
     b.ids.resize(static_cast<size_t>(take + 1));  // feed ids[0..take-1], predict ids[1..take]
     planned += take;
     fed_total += take;
@@ -261,6 +263,8 @@ KVLAB_REGISTER_EXPERIMENT(
           "only this book id (empty: the first `books`)"},
          {"max_tokens", ParamDecl::Type::kInt, int64_t{2048}, 1.0, std::nullopt, {},
           "stop after this many scored tokens across books (StreamingLLM num_eval_tokens)"},
+         {"book_tokens", ParamDecl::Type::kInt, int64_t{0}, 0.0, std::nullopt, {},
+          "score at most this many tokens of each book (its first ones); 0 = no per-book cap"},
          {"reset_between_books", ParamDecl::Type::kBool, true, std::nullopt, std::nullopt, {},
           "fresh cache per book; false reproduces StreamingLLM's carry-over"},
          {"bos", ParamDecl::Type::kBool, true, std::nullopt, std::nullopt, {},

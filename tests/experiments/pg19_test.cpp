@@ -145,6 +145,13 @@ TEST(Pg19Experiment, BooksResetOrCarryOver) {
       "pg19", {{"data_dir", tmp.path().string()}, {"books", "2"}, {"max_tokens", "130"}});
   EXPECT_EQ(cut["tokens_scored"], 130);
   EXPECT_EQ(cut["books"][1]["tokens_scored"], 10);
+  // book_tokens caps each book: 50 + 50 of the 120 + 150.
+  const auto capped = kvlab::testing::run_experiment(
+      "pg19", {{"data_dir", tmp.path().string()}, {"books", "2"}, {"max_tokens", "1000"},
+               {"book_tokens", "50"}});
+  EXPECT_EQ(capped["tokens_scored"], 100);
+  EXPECT_EQ(capped["books"][0]["tokens_scored"], 50);
+  EXPECT_EQ(capped["books"][1]["tokens_scored"], 50);
 }
 
 TEST(Unigram, AddOneSmoothedFromIds) {
