@@ -1,5 +1,7 @@
 #include "methods/ojakv/ojakv.h"
 
+#include <cblas.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -35,6 +37,29 @@ ParamDecl decl(std::string name, ParamDecl::Type type, ParamValue def, std::stri
   d.max = max;
   d.choices = std::move(choices);
   return d;
+}
+
+// OpenBLAS's thread count is process-global: pinned to n for a scope (as in backend/cpu/linear.cpp).
+struct BlasThreads {
+  explicit BlasThreads(int n) : prev(openblas_get_num_threads()) { openblas_set_num_threads(n); }
+  ~BlasThreads() { openblas_set_num_threads(prev); }
+  int prev;
+};
+
+// Coefficient rows to f32 (exact): f16 through a 65536-entry table built once with f16_to_f32
+// (256 KiB, shared), bf16 by shifting, f32 copied.
+void coeff_to_f32(DType t, const uint8_t* src, float* dst, size_t n) {
+  if (t == DType::kF16) {
+    static const std::vector<float> table = [] {
+      std::vector<float> v(65536);
+      for (uint32_t h = 0; h < 65536; ++h) v[h] = f16_to_f32(static_cast<uint16_t>(h));
+      return v;
+    }();
+    const auto* s = reinterpret_cast<const uint16_t*>(src);
+    for (size_t i = 0; i < n; ++i) dst[i] = table[s[i]];
+    return;
+  }
+  to_f32(t, src, dst, n);
 }
 
 // Top `k` indices of score (higher first, ties to the earlier index), returned ascending.
@@ -388,7 +413,7 @@ void OjaKvCache::row_of(int64_t g, int64_t i, float* k, float* v) const {
   float* c = cbuf.data();
   auto rebuild = [&](const std::vector<uint8_t>& store, int64_t r, const std::vector<float>& UT,
                      float* x) {
-    to_f32(p_.coeff_dtype, store.data() + static_cast<size_t>(s) * static_cast<size_t>(r) * es, c,
+    coeff_to_f32(p_.coeff_dtype, store.data() + static_cast<size_t>(s) * static_cast<size_t>(r) * es, c,
            static_cast<size_t>(r));
     std::fill(x, x + D, 0.f);
     for (int64_t j = 0; j < r; ++j) {
@@ -405,12 +430,40 @@ void OjaKvCache::row_of(int64_t g, int64_t i, float* k, float* v) const {
   }
 }
 
+// Rebuilds tokens [s0, s0 + n) of every KV head into kt, vt [G, n, D]: the compressed rows as one
+// GEMM per head and side, [n, r] coefficients (f32, zero rows for full-rank tokens) x U^T [r, D]
+// (re-rotated when rope_frame pre), then the full-rank rows copied over. Cost 2 n D (r_k + r_v)
+// per head; scratch n * max(r_k, r_v) floats per worker.
 void OjaKvCache::fill_tile(int64_t s0, int64_t n, float* kt, float* vt) const {
-  const int64_t G = info_.G, D = info_.D;
-  info_.pool->parallel_for(G * n, [&](int64_t b, int64_t e, int) {
-    for (int64_t x = b; x < e; ++x) {
-      const int64_t g = x / n, j = x % n;
-      row_of(g, s0 + j, kt + (g * n + j) * D, vt + (g * n + j) * D);
+  const int64_t D = info_.D;
+  const size_t es = dtype_size(p_.coeff_dtype);
+  info_.pool->parallel_tasks(info_.G, [&](int64_t g, int) {
+    const Head& h = *heads_[static_cast<size_t>(g)];
+    float* K = kt + g * n * D;
+    float* V = vt + g * n * D;
+    thread_local std::vector<float> cb;
+    auto side = [&](const std::vector<uint8_t>& store, int64_t r, const std::vector<float>& UT,
+                    float* X) {
+      cb.assign(static_cast<size_t>(n * r), 0.f);
+      for (int64_t j = 0; j < n; ++j) {
+        const size_t i = static_cast<size_t>(s0 + j);
+        if (h.state[i] != kCompressed) continue;
+        coeff_to_f32(p_.coeff_dtype, store.data() + static_cast<size_t>(h.slot[i]) * r * es,
+               cb.data() + j * r, static_cast<size_t>(r));
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n),
+                  static_cast<int>(D), static_cast<int>(r), 1.f, cb.data(), static_cast<int>(r),
+                  UT.data(), static_cast<int>(D), 0.f, X, static_cast<int>(D));
+    };
+    side(h.ck, h.rk, h.ukT, K);
+    side(h.cv, h.rv, h.uvT, V);
+    for (int64_t j = 0; j < n; ++j) {
+      const size_t i = static_cast<size_t>(s0 + j);
+      if (h.state[i] != kCompressed) {
+        row_of(g, s0 + j, K + j * D, V + j * D);
+      } else if (p_.rope_pre) {
+        info_.rope->apply(K + j * D, 1, 1, &pos_[i]);
+      }
     }
   });
 }
@@ -607,7 +660,7 @@ void OjaKvCache::basis_update(int64_t g, bool key, const linalg::Mat& C, double 
     std::vector<float> c(static_cast<size_t>(r)), o(static_cast<size_t>(r));
     for (int64_t n = 0; n < h.n_coeff; ++n) {
       uint8_t* row = store.data() + static_cast<size_t>(n * r) * es;
-      to_f32(p_.coeff_dtype, row, c.data(), static_cast<size_t>(r));
+      coeff_to_f32(p_.coeff_dtype, row, c.data(), static_cast<size_t>(r));
       for (int64_t j = 0; j < r; ++j) {
         double a = 0.0;
         for (int64_t i = 0; i < r; ++i) a += static_cast<double>(c[i]) * M(i, j);
@@ -776,6 +829,7 @@ void OjaKvCache::attend(const float* queries, int64_t T, const int32_t* q_positi
 // Tiles of tile_tokens tokens rebuilt to head-major [G, n, D] and run through cpu::attention with
 // lse; tiles merge exactly: o = sum_i exp(lse_i - lse) o_i, lse = log sum_i exp(lse_i).
 void OjaKvCache::attend_reconstruct(const float* q, int64_t T, const int32_t* q_pos, float* out) {
+  const BlasThreads one(1);  // the per-head GEMMs run inside pool tasks
   const int64_t H = info_.H, G = info_.G, D = info_.D, N = static_cast<int64_t>(pos_.size());
   const int64_t tile = p_.tile_tokens;
   const cpu::AttentionShape shape{H, G, D, info_.scale};
@@ -818,74 +872,119 @@ void OjaKvCache::attend_reconstruct(const float* q, int64_t T, const int32_t* q_
   }
 }
 
-// Latent path: per query head h (KV head g = h / (H/G)), logits scale * q.k for full-rank tokens and
-// scale * (q U_k).K~ for compressed ones; out = (sum_full p v + (sum_comp p V~) U_v^T) / sum p.
-// Cost per query head: N_full D + N_c r_k + N_c r_v + D (r_k + r_v).
+// Latent path (methods.md 1.3 step 4 equivalence): per query row (t, h), KV head g = h / (H/G):
+// logits scale * q.k for full-rank tokens and scale * (q U_k).K~ for compressed ones; output
+// (sum_full p v + (sum_comp p V~) U_v^T) / sum p. Streams tiles of tile_tokens tokens with an online
+// softmax; a tile's coefficients are converted to f32 once and shared by the group's query heads and
+// all T queries. Cost per query row: N_full D + N_c (r_k + r_v) + D (r_k + r_v).
 void OjaKvCache::attend_latent(const float* q, int64_t T, const int32_t* q_pos, float* out) {
   const int64_t H = info_.H, G = info_.G, D = info_.D, N = static_cast<int64_t>(pos_.size());
-  const int64_t group = H / G;
+  const int64_t group = H / G, tile = p_.tile_tokens, R = T * group;
   const size_t es = dtype_size(p_.coeff_dtype);
-  info_.pool->parallel_tasks(T * H, [&](int64_t x, int) {
-    const int64_t t = x / H, h = x % H, g = h / group;
+  info_.pool->parallel_tasks(G, [&](int64_t g, int) {
     const Head& hd = *heads_[static_cast<size_t>(g)];
-    const float* qh = q + x * D;
-    float* oh = out + x * D;
-    std::vector<float> ql(static_cast<size_t>(hd.rk)), c(static_cast<size_t>(std::max(hd.rk, hd.rv)));
-    for (int64_t j = 0; j < hd.rk; ++j) {
-      float a = 0.f;
-      const float* u = hd.ukT.data() + j * D;
-      for (int64_t d = 0; d < D; ++d) a += qh[d] * u[d];
-      ql[static_cast<size_t>(j)] = a;
-    }
-    std::vector<float> logit(static_cast<size_t>(N), kNegInf);
-    float mx = kNegInf;
-    for (int64_t i = 0; i < N; ++i) {
-      if (pos_[static_cast<size_t>(i)] > q_pos[t]) continue;
-      const int32_t s = hd.slot[static_cast<size_t>(i)];
-      const uint8_t st = hd.state[static_cast<size_t>(i)];
-      float a = 0.f;
-      if (st == kCompressed) {
-        to_f32(p_.coeff_dtype, hd.ck.data() + static_cast<size_t>(s * hd.rk) * es, c.data(),
-               static_cast<size_t>(hd.rk));
-        for (int64_t j = 0; j < hd.rk; ++j) a += ql[static_cast<size_t>(j)] * c[static_cast<size_t>(j)];
-      } else {
-        const float* k = st == kAnchor   ? hd.ak.data() + s * D
-                         : st == kPrompt ? pk_.data() + (s * G + g) * D
-                                         : bk_.data() + (s * G + g) * D;
-        for (int64_t d = 0; d < D; ++d) a += qh[d] * k[d];
-      }
-      a *= info_.scale;
-      logit[static_cast<size_t>(i)] = a;
-      mx = std::max(mx, a);
-    }
-    std::fill(oh, oh + D, 0.f);
-    if (mx == kNegInf) return;
-    std::vector<double> full(static_cast<size_t>(D), 0.0), lat(static_cast<size_t>(hd.rv), 0.0);
-    double z = 0.0;
-    for (int64_t i = 0; i < N; ++i) {
-      const float li = logit[static_cast<size_t>(i)];
-      if (li == kNegInf) continue;
-      const double pi = std::exp(static_cast<double>(li - mx));
-      z += pi;
-      const int32_t s = hd.slot[static_cast<size_t>(i)];
-      const uint8_t st = hd.state[static_cast<size_t>(i)];
-      if (st == kCompressed) {
-        to_f32(p_.coeff_dtype, hd.cv.data() + static_cast<size_t>(s * hd.rv) * es, c.data(),
-               static_cast<size_t>(hd.rv));
-        for (int64_t j = 0; j < hd.rv; ++j) lat[static_cast<size_t>(j)] += pi * c[static_cast<size_t>(j)];
-      } else {
-        const float* v = st == kAnchor   ? hd.av.data() + s * D
-                         : st == kPrompt ? pv_.data() + (s * G + g) * D
-                                         : bv_.data() + (s * G + g) * D;
-        for (int64_t d = 0; d < D; ++d) full[static_cast<size_t>(d)] += pi * v[d];
+    const int64_t rk = hd.rk, rv = hd.rv;
+    // Query rows x = t * group + (h - g * group): q U_k [R, r_k], running max, sum, accumulators.
+    std::vector<float> ql(static_cast<size_t>(R * rk));
+    std::vector<double> m(static_cast<size_t>(R), -INFINITY), z(static_cast<size_t>(R), 0.0);
+    std::vector<double> af(static_cast<size_t>(R * D), 0.0), al(static_cast<size_t>(R * rv), 0.0);
+    for (int64_t x = 0; x < R; ++x) {
+      const float* qh = q + ((x / group) * H + g * group + x % group) * D;
+      for (int64_t j = 0; j < rk; ++j) {
+        float a = 0.f;
+        const float* u = hd.ukT.data() + j * D;
+        for (int64_t d = 0; d < D; ++d) a += qh[d] * u[d];
+        ql[static_cast<size_t>(x * rk + j)] = a;
       }
     }
-    for (int64_t j = 0; j < hd.rv; ++j) {
-      const double lj = lat[static_cast<size_t>(j)];
-      const float* u = hd.uvT.data() + j * D;
-      for (int64_t d = 0; d < D; ++d) full[static_cast<size_t>(d)] += lj * u[d];
+    std::vector<float> ckt, cvt, logit;
+    for (int64_t s0 = 0; s0 < N; s0 += tile) {
+      const int64_t n = std::min(tile, N - s0);
+      ckt.assign(static_cast<size_t>(n * rk), 0.f);
+      cvt.assign(static_cast<size_t>(n * rv), 0.f);
+      for (int64_t j = 0; j < n; ++j) {
+        const size_t i = static_cast<size_t>(s0 + j);
+        if (hd.state[i] != kCompressed) continue;
+        const size_t sl = static_cast<size_t>(hd.slot[i]);
+        coeff_to_f32(p_.coeff_dtype, hd.ck.data() + sl * rk * es, ckt.data() + j * rk,
+               static_cast<size_t>(rk));
+        coeff_to_f32(p_.coeff_dtype, hd.cv.data() + sl * rv * es, cvt.data() + j * rv,
+               static_cast<size_t>(rv));
+      }
+      logit.resize(static_cast<size_t>(n));
+      for (int64_t x = 0; x < R; ++x) {
+        const int64_t t = x / group;
+        const float* qh = q + (t * H + g * group + x % group) * D;
+        const float* qx = ql.data() + x * rk;
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < n; ++j) {
+          const size_t i = static_cast<size_t>(s0 + j);
+          if (pos_[i] > q_pos[t]) {
+            logit[static_cast<size_t>(j)] = -INFINITY;
+            continue;
+          }
+          float a = 0.f;
+          const uint8_t st = hd.state[i];
+          if (st == kCompressed) {
+            const float* c = ckt.data() + j * rk;
+            for (int64_t r = 0; r < rk; ++r) a += qx[r] * c[r];
+          } else {
+            const int32_t sl = hd.slot[i];
+            const float* k = st == kAnchor   ? hd.ak.data() + sl * D
+                             : st == kPrompt ? pk_.data() + (sl * G + g) * D
+                                             : bk_.data() + (sl * G + g) * D;
+            for (int64_t d = 0; d < D; ++d) a += qh[d] * k[d];
+          }
+          a *= info_.scale;
+          logit[static_cast<size_t>(j)] = a;
+          mx = std::max(mx, a);
+        }
+        if (mx == -INFINITY) continue;
+        double& mr = m[static_cast<size_t>(x)];
+        if (mx > mr) {  // rescale what was accumulated under the old maximum
+          const double f = mr == -INFINITY ? 0.0 : std::exp(mr - mx);
+          z[static_cast<size_t>(x)] *= f;
+          for (int64_t d = 0; d < D; ++d) af[static_cast<size_t>(x * D + d)] *= f;
+          for (int64_t r = 0; r < rv; ++r) al[static_cast<size_t>(x * rv + r)] *= f;
+          mr = mx;
+        }
+        double* fx = af.data() + x * D;
+        double* lx = al.data() + x * rv;
+        for (int64_t j = 0; j < n; ++j) {
+          const float lj = logit[static_cast<size_t>(j)];
+          if (lj == -INFINITY) continue;
+          const double p = std::exp(static_cast<double>(lj) - mr);
+          z[static_cast<size_t>(x)] += p;
+          const size_t i = static_cast<size_t>(s0 + j);
+          const uint8_t st = hd.state[i];
+          if (st == kCompressed) {
+            const float* c = cvt.data() + j * rv;
+            for (int64_t r = 0; r < rv; ++r) lx[r] += p * c[r];
+          } else {
+            const int32_t sl = hd.slot[i];
+            const float* v = st == kAnchor   ? hd.av.data() + sl * D
+                             : st == kPrompt ? pv_.data() + (sl * G + g) * D
+                                             : bv_.data() + (sl * G + g) * D;
+            for (int64_t d = 0; d < D; ++d) fx[d] += p * v[d];
+          }
+        }
+      }
     }
-    for (int64_t d = 0; d < D; ++d) oh[d] = static_cast<float>(full[static_cast<size_t>(d)] / z);
+    for (int64_t x = 0; x < R; ++x) {
+      float* oh = out + ((x / group) * H + g * group + x % group) * D;
+      const double zx = z[static_cast<size_t>(x)];
+      if (zx == 0.0) {
+        std::fill(oh, oh + D, 0.f);
+        continue;
+      }
+      double* fx = af.data() + x * D;
+      for (int64_t r = 0; r < rv; ++r) {
+        const double lr = al[static_cast<size_t>(x * rv + r)];
+        const float* u = hd.uvT.data() + r * D;
+        for (int64_t d = 0; d < D; ++d) fx[d] += lr * u[d];
+      }
+      for (int64_t d = 0; d < D; ++d) oh[d] = static_cast<float>(fx[d] / zx);
+    }
   });
 }
 
