@@ -651,7 +651,7 @@ void OjaKvCache::basis_update(int64_t g, bool key, const linalg::Mat& C, double 
   u.token = seen_;
   u.s = oja_step(U, C, eta);
   log_.push_back(u);
-  if (p_.stale_rotate && h.n_coeff > 0) {
+  if (p_.stale_rotate && !prefill && h.n_coeff > 0) {  // the prompt is re-projected anyway
     // Stale policy rotate (methods.md 1.3 (b)): c <- c (U_old^T U_new), [r, r]; O(N_c r^2).
     const linalg::Mat M = linalg::matmul_tn(U_old, U);
     const int64_t r = U.cols;

@@ -706,6 +706,31 @@ TEST(OjaKvParams, BadValuesNameTheKey) {
             std::string::npos);
 }
 
+// rank_mode energy picks, per KV head and side, the smallest rank whose calibration eigenvalues
+// reach the threshold; key_basis k initialises U_k from the keys-only eigenbasis instead of qk.
+TEST(OjaKvParams, EnergyRanksAndKeyBasis) {
+  ThreadPool pool(1);
+  const int64_t G = 2, D = 16;
+  auto bases = random_bases(1, G, D, 3);
+  for (int64_t g = 0; g < G; ++g)  // steeper value spectra than the default 1/(j+1)
+    for (int64_t j = 0; j < D; ++j) bases->v[g].values[j] = std::pow(0.5, double(j + g));
+  const auto info = layer_info(pool, 4, G, D);
+  OjaKvCache e(info, ojakv_params({{"rank_mode", "energy"}, {"energy_threshold", "0.6"}}), bases);
+  for (int64_t g = 0; g < G; ++g) {
+    EXPECT_EQ(e.basis_k(g).cols, linalg::rank_for_energy(bases->qk[g].values, 0.6));
+    EXPECT_EQ(e.basis_v(g).cols, linalg::rank_for_energy(bases->v[g].values, 0.6));
+  }
+  EXPECT_NE(e.basis_k(0).cols, e.basis_v(0).cols);
+  for (const char* kb : {"qk", "k"}) {
+    OjaKvCache c(info, ojakv_params({{"key_basis", kb}, {"ratio", "0.25"}}), bases);
+    for (int64_t g = 0; g < G; ++g) {
+      const linalg::Mat want = (std::string(kb) == "k" ? bases->k : bases->qk)[g].top(4);
+      EXPECT_EQ(c.basis_k(g).a, want.a) << kb;
+      EXPECT_EQ(c.basis_v(g).a, bases->v[g].top(4).a);
+    }
+  }
+}
+
 // ---- memory ----
 
 // memory() per layer equals the formula of methods.md 1.2 summed over KV heads:
