@@ -73,19 +73,25 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--threads") threads = std::atoi(next().c_str());
-    else if (a == "--steps") steps = std::atoll(next().c_str());
-    else if (a == "--period") period = std::atoll(next().c_str());
-    else if (a == "--ratio") ratio = std::atof(next().c_str());
-    else if (a == "--out") out = next();
+    if (a == "--threads")
+      threads = std::atoi(next().c_str());
+    else if (a == "--steps")
+      steps = std::atoll(next().c_str());
+    else if (a == "--period")
+      period = std::atoll(next().c_str());
+    else if (a == "--ratio")
+      ratio = std::atof(next().c_str());
+    else if (a == "--out")
+      out = next();
     else if (a == "--contexts") {
       contexts.clear();
       std::stringstream ss(next());
       std::string t;
       while (std::getline(ss, t, ',')) contexts.push_back(std::atoll(t.c_str()));
     } else {
-      std::fprintf(stderr, "usage: ojakv_decode_perf [--threads N] [--contexts A,B] [--steps M] "
-                           "[--ratio R] [--period T] [--out FILE.json]\n");
+      std::fprintf(stderr,
+                   "usage: ojakv_decode_perf [--threads N] [--contexts A,B] [--steps M] "
+                   "[--ratio R] [--period T] [--out FILE.json]\n");
       return 2;
     }
   }
@@ -96,7 +102,8 @@ int main(int argc, char** argv) {
   for (int64_t N : contexts) {
     Rng rng(7);
     const int64_t S = N + steps;
-    std::vector<float> k(static_cast<size_t>(S * G * D)), v(k.size()), q(static_cast<size_t>(H * D));
+    std::vector<float> k(static_cast<size_t>(S * G * D)), v(k.size()),
+        q(static_cast<size_t>(H * D));
     for (auto& x : k) x = static_cast<float>(rng.normal());
     for (auto& x : v) x = static_cast<float>(rng.normal());
     for (auto& x : q) x = static_cast<float>(rng.normal());
@@ -135,8 +142,8 @@ int main(int argc, char** argv) {
           p.set("n_start", ParamValue(int64_t{0}), "perf");
           p.set("n_recent", ParamValue(int64_t{0}), "perf");
         }
-        c = std::make_unique<methods::OjaKvCache>(info, methods::OjaKvParams::from_values(p),
-                                                  bases, var.method);
+        c = std::make_unique<methods::OjaKvCache>(info, methods::OjaKvParams::from_values(p), bases,
+                                                  var.method);
       }
       c->append(k.data(), v.data(), N, pos.data());
       c->end_prefill(kv::PrefillContext{N});
@@ -168,8 +175,9 @@ int main(int argc, char** argv) {
   if (!out.empty()) {
     std::ofstream f(out);
     f << "{\n  \"shape\": {\"H\": " << H << ", \"G\": " << G << ", \"D\": " << D
-      << "},\n  \"threads\": " << threads << ",\n  \"steps\": " << steps << ",\n  \"ratio\": "
-      << ratio << ",\n  \"update_period\": " << period << ",\n  \"openblas_coretype\": \""
+      << "},\n  \"threads\": " << threads << ",\n  \"steps\": " << steps
+      << ",\n  \"ratio\": " << ratio << ",\n  \"update_period\": " << period
+      << ",\n  \"openblas_coretype\": \""
       << (std::getenv("OPENBLAS_CORETYPE") ? std::getenv("OPENBLAS_CORETYPE") : "")
       << "\",\n  \"results\": [\n";
     for (size_t i = 0; i < results.size(); ++i) {

@@ -45,9 +45,9 @@ linalg::Mat batch_second_moment(const float* X, int64_t m, int64_t d, int64_t st
 }
 
 OjaStepStats oja_step(linalg::Mat& U, const linalg::Mat& C, double eta) {
-  const linalg::Mat CU = linalg::matmul(C, U);              // [d, r]
-  const linalg::Mat UtCU = linalg::matmul_tn(U, CU);        // [r, r]
-  const linalg::Mat UUtCU = linalg::matmul(U, UtCU);        // [d, r]
+  const linalg::Mat CU = linalg::matmul(C, U);        // [d, r]
+  const linalg::Mat UtCU = linalg::matmul_tn(U, CU);  // [r, r]
+  const linalg::Mat UUtCU = linalg::matmul(U, UtCU);  // [d, r]
   linalg::Mat Y = U;
   double g2 = 0.0;
   for (size_t i = 0; i < Y.a.size(); ++i) {

@@ -18,9 +18,9 @@ linalg::Mat batch_second_moment(const float* X, int64_t m, int64_t d, int64_t st
                                 double* trace_raw = nullptr);
 
 struct OjaStepStats {
-  double step = 0.0;          // eta * ||C U - U (U^T C U)||_F (effective step)
-  double delta = 0.0;         // ||U_new - U_old||_F
-  double orth_error = 0.0;    // ||U_new^T U_new - I||_F after the QR
+  double step = 0.0;        // eta * ||C U - U (U^T C U)||_F (effective step)
+  double delta = 0.0;       // ||U_new - U_old||_F
+  double orth_error = 0.0;  // ||U_new^T U_new - I||_F after the QR
 };
 
 // One batch Oja step (methods.md 1.3 step 1.3, the ACL rule):

@@ -39,7 +39,8 @@ ParamDecl decl(std::string name, ParamDecl::Type type, ParamValue def, std::stri
   return d;
 }
 
-// OpenBLAS's thread count is process-global: pinned to n for a scope (as in backend/cpu/linear.cpp).
+// OpenBLAS's thread count is process-global: pinned to n for a scope (as in
+// backend/cpu/linear.cpp).
 struct BlasThreads {
   explicit BlasThreads(int n) : prev(openblas_get_num_threads()) { openblas_set_num_threads(n); }
   ~BlasThreads() { openblas_set_num_threads(prev); }
@@ -83,8 +84,9 @@ std::vector<int64_t> top_k_ascending(const std::vector<double>& score, int64_t k
 std::vector<ParamDecl> ojakv_params() {
   using T = ParamDecl::Type;
   std::vector<ParamDecl> p;
-  p.push_back(decl("bases", T::kString, std::string(),
-                   "calibrated bases file from `kvlab calibrate` (per layer and KV head; required)"));
+  p.push_back(
+      decl("bases", T::kString, std::string(),
+           "calibrated bases file from `kvlab calibrate` (per layer and KV head; required)"));
   p.push_back(decl("key_basis", T::kChoice, std::string("qk"),
                    "key basis init: qk (SVD of [Q; K], the ACL version) or k (keys only)", {}, {},
                    {"qk", "k"}));
@@ -92,9 +94,9 @@ std::vector<ParamDecl> ojakv_params() {
                    "how r_k, r_v are chosen: ratio (r = round(ratio*D)), energy (threshold on "
                    "calibration eigenvalues, per head), fixed (rank_k, rank_v)",
                    {}, {}, {"ratio", "energy", "fixed"}));
-  auto ratio = decl("ratio", T::kFloat, 0.6,
-                    "ratio mode: per-token ratio (r_k + r_v)/(2D); 0.6 and 0.8 in the paper", 0.0,
-                    1.0);
+  auto ratio =
+      decl("ratio", T::kFloat, 0.6,
+           "ratio mode: per-token ratio (r_k + r_v)/(2D); 0.6 and 0.8 in the paper", 0.0, 1.0);
   ratio.check = [](const ParamValue& v) {
     if (std::get<double>(v) <= 0.0) throw Error("ratio must be in (0, 1]");
   };
@@ -109,7 +111,8 @@ std::vector<ParamDecl> ojakv_params() {
                    "full-rank tokens: positional (first n_start + sliding last n_recent, v1) or "
                    "residual_topk (top k_full prompt tokens by residual x attention, ACL)",
                    {}, {}, {"positional", "residual_topk"}));
-  p.push_back(decl("n_start", T::kInt, int64_t{32}, "positional: first tokens kept full-rank", 0.0));
+  p.push_back(
+      decl("n_start", T::kInt, int64_t{32}, "positional: first tokens kept full-rank", 0.0));
   p.push_back(decl("n_recent", T::kInt, int64_t{32},
                    "positional: most recent tokens kept full-rank (the window slides; a token "
                    "leaving it is compressed with the basis current then)",
@@ -134,13 +137,16 @@ std::vector<ParamDecl> ojakv_params() {
   };
   p.push_back(frac);
   p.push_back(decl("salient_window", T::kInt, int64_t{32},
-                   "salient_pooled: last prompt queries whose summed attention scores tokens", 1.0));
+                   "salient_pooled: last prompt queries whose summed attention scores tokens",
+                   1.0));
   p.push_back(decl("pool_width", T::kInt, int64_t{4},
-                   "prefill batch: consecutive (selected) tokens averaged per row [DECIDE 4]", 1.0));
+                   "prefill batch: consecutive (selected) tokens averaged per row [DECIDE 4]",
+                   1.0));
   p.push_back(decl("prefill_steps", T::kInt, int64_t{1}, "Oja steps per prefill mini-batch", 1.0));
   p.push_back(decl("prefill_batch", T::kInt, int64_t{0},
                    "pooled rows per prefill mini-batch (0 = all rows in one batch)", 0.0));
-  auto eta_pre = decl("eta_pre", T::kFloat, 0.5, "prefill Oja step size (with cov_norm trace)", 0.0);
+  auto eta_pre =
+      decl("eta_pre", T::kFloat, 0.5, "prefill Oja step size (with cov_norm trace)", 0.0);
   eta_pre.check = [](const ParamValue& v) {
     if (std::get<double>(v) <= 0.0) throw Error("eta_pre must be > 0");
   };
@@ -182,23 +188,24 @@ OjaKvParams OjaKvParams::from_values(const ParamValues& v, const std::string& m)
   p.bases = v.get_string("bases");
   p.key_basis = v.get_string("key_basis") == "k" ? kv::BasisKind::k : kv::BasisKind::qk;
   const std::string& rm = v.get_string("rank_mode");
-  p.rank_mode = rm == "energy" ? RankMode::kEnergy : rm == "fixed" ? RankMode::kFixed
-                                                                   : RankMode::kRatio;
+  p.rank_mode = rm == "energy"  ? RankMode::kEnergy
+                : rm == "fixed" ? RankMode::kFixed
+                                : RankMode::kRatio;
   p.ratio = v.get_float("ratio");
   p.energy_threshold = v.get_float("energy_threshold");
   p.rank_k = v.get_int("rank_k");
   p.rank_v = v.get_int("rank_v");
   p.anchor_policy = v.get_string("anchor_policy") == "residual_topk" ? Anchors::kResidualTopk
-                                                                      : Anchors::kPositional;
+                                                                     : Anchors::kPositional;
   p.n_start = v.get_int("n_start");
   p.n_recent = v.get_int("n_recent");
   p.k_full = v.get_int("k_full");
   p.residual_window = v.get_int("residual_window");
   p.online_update = v.get_bool("online_update");
   const std::string& pu = v.get_string("prefill_update");
-  p.prefill_update = pu == "none" ? PrefillUpdate::kNone : pu == "pooled"
-                                                            ? PrefillUpdate::kPooled
-                                                            : PrefillUpdate::kSalientPooled;
+  p.prefill_update = pu == "none"     ? PrefillUpdate::kNone
+                     : pu == "pooled" ? PrefillUpdate::kPooled
+                                      : PrefillUpdate::kSalientPooled;
   p.salient_fraction = v.get_float("salient_fraction");
   p.salient_window = v.get_int("salient_window");
   p.pool_width = v.get_int("pool_width");
@@ -207,8 +214,9 @@ OjaKvParams OjaKvParams::from_values(const ParamValues& v, const std::string& m)
   p.eta_pre = v.get_float("eta_pre");
   p.eta_dec = v.get_float("eta_dec");
   const std::string& cn = v.get_string("cov_norm");
-  p.cov_norm = cn == "none" ? CovNorm::kNone : cn == "token_l2" ? CovNorm::kTokenL2
-                                                                : CovNorm::kTrace;
+  p.cov_norm = cn == "none"       ? CovNorm::kNone
+               : cn == "token_l2" ? CovNorm::kTokenL2
+                                  : CovNorm::kTrace;
   p.update_period = v.get_int("update_period");
   p.rope_pre = v.get_string("rope_frame") == "pre";
   p.stale_rotate = v.get_string("stale_policy") == "rotate";
@@ -223,8 +231,9 @@ OjaKvParams OjaKvParams::from_values(const ParamValues& v, const std::string& m)
     if (p.rank_v <= 0) throw Error(str(m, ".rank_v: rank_mode fixed needs rank_v (1..head_dim)"));
   }
   if (p.latent && p.rope_pre)
-    throw Error(str(m, ".attention_path: latent needs rope_frame post (q.(U c) = (q U).c only "
-                       "holds with q and k in the same frame)"));
+    throw Error(str(m,
+                    ".attention_path: latent needs rope_frame post (q.(U c) = (q U).c only "
+                    "holds with q and k in the same frame)"));
   return p;
 }
 
@@ -239,10 +248,10 @@ struct OjaKvCache::Head {
   std::vector<float> ak, av;        // anchor rows [slots, D]
   std::vector<int32_t> free_slots;  // anchor slots released by the sliding window
   int64_t n_anchor = 0;
-  std::vector<uint8_t> ck, cv;      // coefficient rows [N_c, r] at coeff_dtype
+  std::vector<uint8_t> ck, cv;  // coefficient rows [N_c, r] at coeff_dtype
   int64_t n_coeff = 0;
-  std::vector<double> rnorm;        // compressed prefill: ||k - k U_k U_k^T|| per prompt token
-  int64_t steps = 0;                // Oja steps applied to U_k (= to U_v)
+  std::vector<double> rnorm;  // compressed prefill: ||k - k U_k U_k^T|| per prompt token
+  int64_t steps = 0;          // Oja steps applied to U_k (= to U_v)
 };
 
 struct OjaKvCache::Update {
@@ -255,7 +264,10 @@ struct OjaKvCache::Update {
 
 OjaKvCache::OjaKvCache(const kv::LayerInfo& info, const OjaKvParams& params,
                        std::shared_ptr<const kv::Bases> bases, const std::string& method)
-    : info_(info), p_(params), method_(method), bases_(std::move(bases)),
+    : info_(info),
+      p_(params),
+      method_(method),
+      bases_(std::move(bases)),
       obs_(std::max(params.salient_window, params.residual_window), info.H, info.D) {
   const std::string& m = method_;
   const int64_t D = info_.D, G = info_.G;
@@ -280,8 +292,8 @@ OjaKvCache::OjaKvCache(const kv::LayerInfo& info, const OjaKvParams& params,
                     " exceeds the context (", info_.max_context, " tokens)"));
   if (p_.anchor_policy == OjaKvParams::Anchors::kResidualTopk && info_.max_context > 0 &&
       p_.k_full > info_.max_context)
-    throw Error(str(m, ".k_full: ", p_.k_full, " exceeds the context (", info_.max_context,
-                    " tokens)"));
+    throw Error(
+        str(m, ".k_full: ", p_.k_full, " exceeds the context (", info_.max_context, " tokens)"));
   for (int64_t g = 0; g < G; ++g) {
     auto h = std::make_unique<Head>();
     const kv::Eigenbasis& ek = bases_->get(p_.key_basis, info_.layer, g);
@@ -413,8 +425,9 @@ void OjaKvCache::row_of(int64_t g, int64_t i, float* k, float* v) const {
   float* c = cbuf.data();
   auto rebuild = [&](const std::vector<uint8_t>& store, int64_t r, const std::vector<float>& UT,
                      float* x) {
-    coeff_to_f32(p_.coeff_dtype, store.data() + static_cast<size_t>(s) * static_cast<size_t>(r) * es, c,
-           static_cast<size_t>(r));
+    coeff_to_f32(p_.coeff_dtype,
+                 store.data() + static_cast<size_t>(s) * static_cast<size_t>(r) * es, c,
+                 static_cast<size_t>(r));
     std::fill(x, x + D, 0.f);
     for (int64_t j = 0; j < r; ++j) {
       const float cj = c[j];
@@ -449,7 +462,7 @@ void OjaKvCache::fill_tile(int64_t s0, int64_t n, float* kt, float* vt) const {
         const size_t i = static_cast<size_t>(s0 + j);
         if (h.state[i] != kCompressed) continue;
         coeff_to_f32(p_.coeff_dtype, store.data() + static_cast<size_t>(h.slot[i]) * r * es,
-               cb.data() + j * r, static_cast<size_t>(r));
+                     cb.data() + j * r, static_cast<size_t>(r));
       }
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n),
                   static_cast<int>(D), static_cast<int>(r), 1.f, cb.data(), static_cast<int>(r),
@@ -568,8 +581,8 @@ std::vector<std::vector<char>> OjaKvCache::prefill_anchor_sets(bool final_select
   std::vector<std::vector<double>> att;
   if (final_selection) {
     att = window_scores(p_.residual_window);
-    const double w = static_cast<double>(std::max<int64_t>(1, std::min(p_.residual_window,
-                                                                        obs_.size())));
+    const double w =
+        static_cast<double>(std::max<int64_t>(1, std::min(p_.residual_window, obs_.size())));
     for (auto& r : att)
       for (auto& x : r) x /= w;
   }
@@ -639,8 +652,7 @@ void OjaKvCache::refresh_prefill_anchors() {
   }
 }
 
-void OjaKvCache::basis_update(int64_t g, bool key, const linalg::Mat& C, double eta,
-                              bool prefill) {
+void OjaKvCache::basis_update(int64_t g, bool key, const linalg::Mat& C, double eta, bool prefill) {
   Head& h = *heads_[static_cast<size_t>(g)];
   linalg::Mat& U = key ? h.Uk : h.Uv;
   const linalg::Mat U_old = U;
@@ -689,8 +701,8 @@ void OjaKvCache::run_prefill_update() {
       sel.resize(static_cast<size_t>(N));
       std::iota(sel.begin(), sel.end(), 0);
     } else {
-      const int64_t k = std::max<int64_t>(
-          1, std::llround(p_.salient_fraction * static_cast<double>(N)));
+      const int64_t k =
+          std::max<int64_t>(1, std::llround(p_.salient_fraction * static_cast<double>(N)));
       sel = top_k_ascending(sal[static_cast<size_t>(g)], k);
     }
     const int64_t n_rows = (static_cast<int64_t>(sel.size()) + pw - 1) / pw;
@@ -714,8 +726,8 @@ void OjaKvCache::run_prefill_update() {
       const int64_t m = std::min(mb, n_rows - b);
       for (int key = 1; key >= 0; --key) {
         double tr = 0.0;
-        const linalg::Mat C = batch_second_moment((key ? xk : xv).data() + b * D, m, D, D,
-                                                  p_.cov_norm, &tr);
+        const linalg::Mat C =
+            batch_second_moment((key ? xk : xv).data() + b * D, m, D, D, p_.cov_norm, &tr);
         for (int64_t s = 0; s < p_.prefill_steps; ++s) {
           basis_update(g, key != 0, C, p_.eta_pre, true);
           log_.back().trace_c = tr;
@@ -771,7 +783,8 @@ void OjaKvCache::admit_decode_token(int64_t i, const float* k, const float* v) {
 }
 
 // Decode update (methods.md 1.3 step 3): C = B^T B / |B| (cov_norm), one Oja step with eta_dec per
-// basis, then the buffer is cleared (residual policy: its tokens are compressed with the new basis).
+// basis, then the buffer is cleared (residual policy: its tokens are compressed with the new
+// basis).
 void OjaKvCache::periodic_update() {
   const int64_t G = info_.G, D = info_.D, n = static_cast<int64_t>(buf_tok_.size());
   if (p_.online_update && n > 0) {
@@ -813,8 +826,8 @@ void OjaKvCache::attend(const float* queries, int64_t T, const int32_t* q_positi
     obs_.push(queries, T, q_positions);
     if (p_.prefill_exact) {
       // OjaKV-PF: prompt attention on the exact K/V, token-major [N, G, D].
-      const cpu::KvView kv{pk_.data(), pv_.data(), static_cast<int64_t>(pos_.size()), D, G * D,
-                           pos_.data()};
+      const cpu::KvView kv{pk_.data(), pv_.data(), static_cast<int64_t>(pos_.size()),
+                           D,          G * D,      pos_.data()};
       cpu::attention(queries, T, q_positions, kv, cpu::AttentionShape{H, G, D, info_.scale}, out,
                      nullptr, *info_.pool);
       return;
@@ -874,9 +887,9 @@ void OjaKvCache::attend_reconstruct(const float* q, int64_t T, const int32_t* q_
 
 // Latent path (methods.md 1.3 step 4 equivalence): per query row (t, h), KV head g = h / (H/G):
 // logits scale * q.k for full-rank tokens and scale * (q U_k).K~ for compressed ones; output
-// (sum_full p v + (sum_comp p V~) U_v^T) / sum p. Streams tiles of tile_tokens tokens with an online
-// softmax; a tile's coefficients are converted to f32 once and shared by the group's query heads and
-// all T queries. Cost per query row: N_full D + N_c (r_k + r_v) + D (r_k + r_v).
+// (sum_full p v + (sum_comp p V~) U_v^T) / sum p. Streams tiles of tile_tokens tokens with an
+// online softmax; a tile's coefficients are converted to f32 once and shared by the group's query
+// heads and all T queries. Cost per query row: N_full D + N_c (r_k + r_v) + D (r_k + r_v).
 void OjaKvCache::attend_latent(const float* q, int64_t T, const int32_t* q_pos, float* out) {
   const int64_t H = info_.H, G = info_.G, D = info_.D, N = static_cast<int64_t>(pos_.size());
   const int64_t group = H / G, tile = p_.tile_tokens, R = T * group;
@@ -907,9 +920,9 @@ void OjaKvCache::attend_latent(const float* q, int64_t T, const int32_t* q_pos, 
         if (hd.state[i] != kCompressed) continue;
         const size_t sl = static_cast<size_t>(hd.slot[i]);
         coeff_to_f32(p_.coeff_dtype, hd.ck.data() + sl * rk * es, ckt.data() + j * rk,
-               static_cast<size_t>(rk));
+                     static_cast<size_t>(rk));
         coeff_to_f32(p_.coeff_dtype, hd.cv.data() + sl * rv * es, cvt.data() + j * rv,
-               static_cast<size_t>(rv));
+                     static_cast<size_t>(rv));
       }
       logit.resize(static_cast<size_t>(n));
       for (int64_t x = 0; x < R; ++x) {
@@ -998,8 +1011,7 @@ OjaKvCache::Tiers OjaKvCache::tiers() const {
     r.anchors += h->n_anchor * 2 * D * 4;
     r.coefficients += h->n_coeff * (h->rk + h->rv) * es;
     r.bases += D * (h->rk + h->rv) * 8;
-    r.workspace += D * (h->rk + h->rv) * 4 +
-                   static_cast<int64_t>(h->free_slots.size()) * 2 * D * 4;
+    r.workspace += D * (h->rk + h->rv) * 4 + static_cast<int64_t>(h->free_slots.size()) * 2 * D * 4;
   }
   r.buffer = static_cast<int64_t>(buf_tok_.size()) * G * 2 * D * 4 +
              static_cast<int64_t>(pk_.size() + pv_.size()) * 4;
@@ -1012,9 +1024,12 @@ OjaKvCache::Tokens OjaKvCache::tokens() const {
   Tokens r;
   for (const auto& h : heads_)
     for (uint8_t s : h->state) {
-      if (s == kAnchor || s == kPrompt) ++r.anchor;
-      else if (s == kCompressed) ++r.compressed;
-      else ++r.buffered;
+      if (s == kAnchor || s == kPrompt)
+        ++r.anchor;
+      else if (s == kCompressed)
+        ++r.compressed;
+      else
+        ++r.buffered;
     }
   return r;
 }
@@ -1034,8 +1049,8 @@ MemoryReport OjaKvCache::memory() const {
 }
 
 // methods.md 1.9: per KV head and basis, one row per Oja step (orthonormality error, ||dU||_F,
-// tr C, effective step, tokens seen, prefill flag), written once; bytes per tier and tokens per state
-// appended as a snapshot on every call.
+// tr C, effective step, tokens seen, prefill flag), written once; bytes per tier and tokens per
+// state appended as a snapshot on every call.
 void OjaKvCache::trace(TraceSink& sink) const {
   const std::string L = str(method_, "/layer_", info_.layer < 10 ? "0" : "", info_.layer);
   for (; traced_ < log_.size(); ++traced_) {
@@ -1073,8 +1088,9 @@ std::unique_ptr<kv::KvCache> make_ojakv_cache(const kv::LayerInfo& info, const P
                                               const std::string& method) {
   const OjaKvParams p = OjaKvParams::from_values(v, method);
   if (p.bases.empty())
-    throw Error(str(method, ".bases: a calibrated bases file is required (kvlab calibrate "
-                            "--out PATH, then bases: PATH)"));
+    throw Error(str(method,
+                    ".bases: a calibrated bases file is required (kvlab calibrate "
+                    "--out PATH, then bases: PATH)"));
   return std::make_unique<OjaKvCache>(info, p, io::load_bases_h5_cached(p.bases), method);
 }
 

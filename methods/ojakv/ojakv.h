@@ -11,8 +11,12 @@
 //   compressed    coefficients K~ = k U_k [r_k], V~ = v U_v [r_v] at coeff_dtype, relative to the
 //                 basis current when the token was compressed (stale_policy keep) or rotated on
 //                 every update (stale_policy rotate: c <- c U_old^T U_new)
-//   buffer B      decode tokens since the last update, K and V f32 (the Oja batch; under
-//                 residual_topk also the tokens' only copy until the update compresses them)
+//   buffer B      decode tokens since the last update, K and V f32, 2*D*4 bytes per token (the
+//                 Oja batch, kept when online_update; under residual_topk also the tokens' only
+//                 copy until the update compresses them, online or not)
+//   index         per token its position (4 bytes) and per KV head its state and slot (5 bytes)
+// memory(): device = anchors + coefficients + bases (f64) + buffer + index; workspace = f32 basis
+// copies, reconstruction tiles, free anchor slots, the observation window.
 // Before end_prefill the prompt is held exactly (the prefill batch) and attention runs either on it
 // (prefill_attention exact = OjaKV-PF) or on the compressed view with the initial basis: each
 // prompt token is projected once when appended; the current anchors (positional, or the top k_full
@@ -49,11 +53,11 @@ struct OjaKvParams {
   enum class RankMode { kRatio, kEnergy, kFixed };
   enum class PrefillUpdate { kNone, kPooled, kSalientPooled };
   Anchors anchor_policy = Anchors::kPositional;
-  int64_t n_start = 32, n_recent = 32;        // positional anchors
+  int64_t n_start = 32, n_recent = 32;         // positional anchors
   int64_t k_full = 128, residual_window = 32;  // residual_topk anchors
   RankMode rank_mode = RankMode::kRatio;
-  double ratio = 0.6;             // r = max(1, round(ratio * D)) for K and V
-  double energy_threshold = 0.0;  // energy mode: smallest r with captured energy >= theta
+  double ratio = 0.6;              // r = max(1, round(ratio * D)) for K and V
+  double energy_threshold = 0.0;   // energy mode: smallest r with captured energy >= theta
   int64_t rank_k = 0, rank_v = 0;  // fixed mode
   std::string bases;               // calibrated bases file (kvlab calibrate)
   kv::BasisKind key_basis = kv::BasisKind::qk;
@@ -67,11 +71,11 @@ struct OjaKvParams {
   double eta_pre = 0.5, eta_dec = 0.05;
   CovNorm cov_norm = CovNorm::kTrace;
   int64_t update_period = 64;
-  bool rope_pre = false;        // rope_frame pre: bases and coefficients in the pre-RoPE frame
-  bool stale_rotate = false;    // stale_policy rotate
-  bool prefill_exact = false;   // prefill_attention exact (OjaKV-PF)
-  bool latent = false;          // attention_path latent
-  int64_t tile_tokens = 512;    // reconstruct path tile
+  bool rope_pre = false;       // rope_frame pre: bases and coefficients in the pre-RoPE frame
+  bool stale_rotate = false;   // stale_policy rotate
+  bool prefill_exact = false;  // prefill_attention exact (OjaKV-PF)
+  bool latent = false;         // attention_path latent
+  int64_t tile_tokens = 512;   // reconstruct path tile
   DType coeff_dtype = DType::kF16;
 
   // Reads the declared parameters; throws kvlab::Error naming `method.KEY` on bad combinations.
@@ -161,7 +165,6 @@ class OjaKvCache : public kv::KvCache {
   std::vector<float> bk_, bv_;
   // Last max(salient_window, residual_window) prompt queries [w, H, D] and positions.
   baselines::ObservationWindow obs_;
-  int64_t updates_ = 0;
   std::vector<float> tile_k_, tile_v_;
   mutable size_t traced_ = 0;  // update records already written by trace()
   std::vector<Update> log_;

@@ -1,5 +1,5 @@
-// StaticPCA / StaticPCA-H (baselines/static_pca): registered through the registry from a bases file,
-// frozen bases, anchors as declared, rank D reproduces the full cache.
+// StaticPCA / StaticPCA-H (baselines/static_pca): registered through the registry from a bases
+// file, frozen bases, anchors as declared, rank D reproduces the full cache.
 #include <gtest/gtest.h>
 
 #include "framework/core/error.h"
@@ -39,9 +39,11 @@ TEST(StaticPca, RegisteredFrozenAndExactAtFullRank) {
   const auto want = testing::model_logits(
       kv::make_kv_factory("full_cache", ParamValues(std::vector<ParamDecl>{})), ids, prompt);
   for (const char* method : {"static_pca", "static_pca_h"}) {
-    std::vector<std::pair<std::string, std::string>> set = {
-        {"bases", path}, {"rank_mode", "fixed"}, {"rank_k", "16"}, {"rank_v", "16"},
-        {"coeff_dtype", "f32"}};
+    std::vector<std::pair<std::string, std::string>> set = {{"bases", path},
+                                                            {"rank_mode", "fixed"},
+                                                            {"rank_k", "16"},
+                                                            {"rank_v", "16"},
+                                                            {"coeff_dtype", "f32"}};
     if (std::string(method) == "static_pca_h") {
       set.push_back({"n_start", "3"});
       set.push_back({"n_recent", "5"});

@@ -70,8 +70,8 @@ inline methods::OjaKvParams ojakv_params(
 // A random `tiny` Llama (L=2, H=4, G=2, D=16), written once per process.
 inline std::shared_ptr<const model::Model> tiny_model() {
   static std::shared_ptr<const model::Model> m = [] {
-    const auto dir = std::filesystem::temp_directory_path() /
-                     ("kvlab_ojakv_tiny_" + std::to_string(::getpid()));
+    const auto dir =
+        std::filesystem::temp_directory_path() / ("kvlab_ojakv_tiny_" + std::to_string(::getpid()));
     model::InitOptions o;
     o.config = model::preset_config("tiny");
     o.dtype = DType::kF32;
@@ -114,15 +114,15 @@ inline std::vector<int32_t> token_ids(int64_t n, uint64_t seed) {
 // f64 causal softmax attention of one query head row q [D] over K, V [N, D] with positions.
 inline std::vector<double> attention_f64(const float* q, int32_t q_pos, const std::vector<float>& K,
                                          const std::vector<float>& V,
-                                         const std::vector<int32_t>& pos, int64_t D,
-                                         double scale) {
+                                         const std::vector<int32_t>& pos, int64_t D, double scale) {
   const int64_t N = static_cast<int64_t>(pos.size());
   std::vector<double> logit(static_cast<size_t>(N), -INFINITY), out(static_cast<size_t>(D), 0.0);
   double mx = -INFINITY;
   for (int64_t i = 0; i < N; ++i) {
     if (pos[static_cast<size_t>(i)] > q_pos) continue;
     double a = 0.0;
-    for (int64_t d = 0; d < D; ++d) a += static_cast<double>(q[d]) * K[static_cast<size_t>(i * D + d)];
+    for (int64_t d = 0; d < D; ++d)
+      a += static_cast<double>(q[d]) * K[static_cast<size_t>(i * D + d)];
     logit[static_cast<size_t>(i)] = scale * a;
     mx = std::max(mx, scale * a);
   }
@@ -131,7 +131,8 @@ inline std::vector<double> attention_f64(const float* q, int32_t q_pos, const st
     if (logit[static_cast<size_t>(i)] == -INFINITY) continue;
     const double p = std::exp(logit[static_cast<size_t>(i)] - mx);
     z += p;
-    for (int64_t d = 0; d < D; ++d) out[static_cast<size_t>(d)] += p * V[static_cast<size_t>(i * D + d)];
+    for (int64_t d = 0; d < D; ++d)
+      out[static_cast<size_t>(d)] += p * V[static_cast<size_t>(i * D + d)];
   }
   for (auto& x : out) x /= z;
   return out;

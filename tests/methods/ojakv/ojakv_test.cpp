@@ -56,16 +56,27 @@ TEST(OjaKvModel, FullRankReproducesFullCacheLogits) {
   for (const char* path : {"reconstruct", "latent"})
     for (const char* pf : {"compressed", "exact"})
       for (const char* anchors : {"positional", "residual_topk"}) {
-        const auto p = ojakv_params({{"rank_mode", "fixed"}, {"rank_k", "16"}, {"rank_v", "16"},
-                                     {"coeff_dtype", "f32"}, {"attention_path", path},
-                                     {"prefill_attention", pf}, {"anchor_policy", anchors},
-                                     {"n_start", "2"}, {"n_recent", "3"}, {"k_full", "5"},
-                                     {"update_period", "8"}, {"tile_tokens", "37"}});
+        const auto p = ojakv_params({{"rank_mode", "fixed"},
+                                     {"rank_k", "16"},
+                                     {"rank_v", "16"},
+                                     {"coeff_dtype", "f32"},
+                                     {"attention_path", path},
+                                     {"prefill_attention", pf},
+                                     {"anchor_policy", anchors},
+                                     {"n_start", "2"},
+                                     {"n_recent", "3"},
+                                     {"k_full", "5"},
+                                     {"update_period", "8"},
+                                     {"tile_tokens", "37"}});
         const auto got = testing::model_logits(ojakv_factory(bases, p), ids, prompt, 32);
         EXPECT_LT(max_rel_diff(got, want), 2e-4) << path << " " << pf << " " << anchors;
       }
-  const auto p = ojakv_params({{"rank_mode", "fixed"}, {"rank_k", "8"}, {"rank_v", "8"},
-                               {"coeff_dtype", "f32"}, {"n_start", "2"}, {"n_recent", "3"}});
+  const auto p = ojakv_params({{"rank_mode", "fixed"},
+                               {"rank_k", "8"},
+                               {"rank_v", "8"},
+                               {"coeff_dtype", "f32"},
+                               {"n_start", "2"},
+                               {"n_recent", "3"}});
   const auto got = testing::model_logits(ojakv_factory(bases, p), ids, prompt, 32);
   EXPECT_GT(max_rel_diff(got, want), 1e-2) << "rank D/2 should change the logits";
 }
@@ -88,8 +99,8 @@ TEST(OjaKvModel, AnchorsCoveringContextReproduceFullCache) {
       s.push_back({"rank_v", "2"});
       s.push_back({"attention_path", path});
       const auto got = testing::model_logits(ojakv_factory(bases, ojakv_params(s)), ids, prompt);
-      EXPECT_TRUE(testing::all_close(got.data(), want.data(), static_cast<int64_t>(got.size()),
-                                     1e-5, 1e-5))
+      EXPECT_TRUE(
+          testing::all_close(got.data(), want.data(), static_cast<int64_t>(got.size()), 1e-5, 1e-5))
           << path << " " << s[0].first;
     }
   }
@@ -148,11 +159,18 @@ TEST(OjaKvLayer, ReconstructAndLatentAgreeWithF64Reference) {
       std::vector<float> outs[2];
       int which = 0;
       for (const char* path : {"reconstruct", "latent"}) {
-        const auto p = ojakv_params({{"rank_mode", "fixed"}, {"rank_k", "5"}, {"rank_v", "4"},
-                                     {"attention_path", path}, {"anchor_policy", anchors},
-                                     {"prefill_attention", pf}, {"n_start", "4"},
-                                     {"n_recent", "6"}, {"k_full", "12"}, {"update_period", "16"},
-                                     {"tile_tokens", "23"}, {"coeff_dtype", "bf16"}});
+        const auto p = ojakv_params({{"rank_mode", "fixed"},
+                                     {"rank_k", "5"},
+                                     {"rank_v", "4"},
+                                     {"attention_path", path},
+                                     {"anchor_policy", anchors},
+                                     {"prefill_attention", pf},
+                                     {"n_start", "4"},
+                                     {"n_recent", "6"},
+                                     {"k_full", "12"},
+                                     {"update_period", "16"},
+                                     {"tile_tokens", "23"},
+                                     {"coeff_dtype", "bf16"}});
         OjaKvCache c(layer_info(pool, H, G, D), p, bases);
         std::vector<float>& out = outs[which++];
         int64_t checked = 0;
@@ -167,8 +185,8 @@ TEST(OjaKvLayer, ReconstructAndLatentAgreeWithF64Reference) {
                                                         st.pos[static_cast<size_t>(t)], K, V, pos,
                                                         D, 1.0 / std::sqrt(double(D)));
                 std::vector<float> reff(ref.begin(), ref.end());
-                EXPECT_TRUE(testing::all_close(out.data() + (t * H + h) * D, reff.data(), D,
-                                               2e-5, 2e-5))
+                EXPECT_TRUE(
+                    testing::all_close(out.data() + (t * H + h) * D, reff.data(), D, 2e-5, 2e-5))
                     << path << " " << anchors << " " << pf << " t=" << t << " h=" << h;
                 ++checked;
               }
@@ -191,8 +209,12 @@ TEST(OjaKvLayer, MaterializeIsProjectionOntoTheBasis) {
   const int64_t H = 2, G = 1, D = 8, S = 40, prompt = 30;
   const Stream st(H, G, D, S, 5);
   auto bases = random_bases(1, G, D, 6);
-  const auto p = ojakv_params({{"rank_mode", "fixed"}, {"rank_k", "3"}, {"rank_v", "2"},
-                               {"online_update", "false"}, {"n_start", "2"}, {"n_recent", "4"},
+  const auto p = ojakv_params({{"rank_mode", "fixed"},
+                               {"rank_k", "3"},
+                               {"rank_v", "2"},
+                               {"online_update", "false"},
+                               {"n_start", "2"},
+                               {"n_recent", "4"},
                                {"coeff_dtype", "f32"}});
   OjaKvCache c(layer_info(pool, H, G, D), p, bases);
   std::vector<float> out;
@@ -256,7 +278,8 @@ std::vector<std::vector<double>> window_attention_f64(const Stream& st, int64_t 
 std::vector<int64_t> top_k_f64(const std::vector<double>& score, int64_t k) {
   std::vector<int64_t> idx(score.size());
   for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<int64_t>(i);
-  std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return score[a] > score[b]; });
+  std::stable_sort(idx.begin(), idx.end(),
+                   [&](int64_t a, int64_t b) { return score[a] > score[b]; });
   idx.resize(static_cast<size_t>(k));
   std::sort(idx.begin(), idx.end());
   return idx;
@@ -273,11 +296,16 @@ TEST(OjaKvLayer, PrefillUpdateMatchesReference) {
   auto bases = random_bases(1, G, D, 82);
   for (const char* mode : {"salient_pooled", "pooled"})
     for (int64_t batch : {int64_t{0}, int64_t{4}}) {
-      const auto p = ojakv_params({{"rank_mode", "fixed"}, {"rank_k", std::to_string(r)},
-                                   {"rank_v", std::to_string(r)}, {"prefill_update", mode},
-                                   {"salient_fraction", "0.4"}, {"salient_window", std::to_string(w)},
-                                   {"pool_width", std::to_string(pw)}, {"prefill_steps", "2"},
-                                   {"prefill_batch", std::to_string(batch)}, {"eta_pre", "0.7"}});
+      const auto p = ojakv_params({{"rank_mode", "fixed"},
+                                   {"rank_k", std::to_string(r)},
+                                   {"rank_v", std::to_string(r)},
+                                   {"prefill_update", mode},
+                                   {"salient_fraction", "0.4"},
+                                   {"salient_window", std::to_string(w)},
+                                   {"pool_width", std::to_string(pw)},
+                                   {"prefill_steps", "2"},
+                                   {"prefill_batch", std::to_string(batch)},
+                                   {"eta_pre", "0.7"}});
       OjaKvCache c(layer_info(pool, H, G, D), p, bases);
       std::vector<float> out;
       drive(c, st, N, out, [](int64_t, int64_t) {});
@@ -316,7 +344,8 @@ TEST(OjaKvLayer, PrefillUpdateMatchesReference) {
           }
           const linalg::Mat& got = key ? c.basis_k(g) : c.basis_v(g);
           double diff = 0.0;
-          for (size_t i = 0; i < U.a.size(); ++i) diff = std::max(diff, std::fabs(U.a[i] - got.a[i]));
+          for (size_t i = 0; i < U.a.size(); ++i)
+            diff = std::max(diff, std::fabs(U.a[i] - got.a[i]));
           // Pooled rows are f32 sums in the cache (f64 here): 1e-5 is a few f32 ulps of O(1).
           EXPECT_LT(diff, 1e-5) << mode << " batch " << batch << " g" << g << (key ? " k" : " v");
         }
@@ -334,8 +363,11 @@ TEST(OjaKvLayer, ResidualAnchorsMatchReference) {
   const int64_t H = 4, G = 2, D = 12, N = 60, w = 10, kf = 9;
   const Stream st(H, G, D, N, 91);
   auto bases = random_bases(1, G, D, 92);
-  const auto p = ojakv_params({{"rank_mode", "fixed"}, {"rank_k", "3"}, {"rank_v", "3"},
-                               {"anchor_policy", "residual_topk"}, {"k_full", std::to_string(kf)},
+  const auto p = ojakv_params({{"rank_mode", "fixed"},
+                               {"rank_k", "3"},
+                               {"rank_v", "3"},
+                               {"anchor_policy", "residual_topk"},
+                               {"k_full", std::to_string(kf)},
                                {"residual_window", std::to_string(w)}});
   OjaKvCache c(layer_info(pool, H, G, D), p, bases);
   std::vector<float> out;
@@ -376,8 +408,12 @@ TEST(OjaKvLayer, CompressedPrefillViewUsesCalibratedBasis) {
   const int64_t H = 2, G = 1, D = 10, N = 30;
   const Stream st(H, G, D, N, 95);
   auto bases = random_bases(1, G, D, 96);
-  const auto p = ojakv_params({{"rank_mode", "fixed"}, {"rank_k", "3"}, {"rank_v", "2"},
-                               {"n_start", "2"}, {"n_recent", "3"}, {"coeff_dtype", "f32"}});
+  const auto p = ojakv_params({{"rank_mode", "fixed"},
+                               {"rank_k", "3"},
+                               {"rank_v", "2"},
+                               {"n_start", "2"},
+                               {"n_recent", "3"},
+                               {"coeff_dtype", "f32"}});
   OjaKvCache c(layer_info(pool, H, G, D), p, bases);
   const linalg::Mat Uk = bases->qk[0].top(3);
   for (int64_t held : {int64_t{12}, int64_t{30}}) {
@@ -438,7 +474,8 @@ TEST(OjaStep, MatchesRuleAndStaysOrthonormal) {
   const linalg::Mat C = methods::batch_second_moment(Xf.data(), 200, D, D, methods::CovNorm::kNone);
   // C = X^T X / m, f64 reference.
   const linalg::Mat XtX = linalg::matmul_tn(X, X);
-  for (int64_t i = 0; i < D * D; ++i) EXPECT_NEAR(C.a[i], XtX.a[i] / 200.0, 1e-9 * (1 + std::fabs(C.a[i])));
+  for (int64_t i = 0; i < D * D; ++i)
+    EXPECT_NEAR(C.a[i], XtX.a[i] / 200.0, 1e-9 * (1 + std::fabs(C.a[i])));
   linalg::Mat A(D, r);
   for (auto& x : A.a) x = rng.normal();
   linalg::Mat U = linalg::qr_q(A);
@@ -537,9 +574,12 @@ TEST(OjaKvLayer, OnlineBasisTracksSubspaceSwitchStaticDoesNot) {
   };
   ASSERT_LT(min_cos(A, B), 0.9);
   for (bool online : {true, false}) {
-    const auto p = ojakv_params({{"rank_mode", "fixed"}, {"rank_k", "4"}, {"rank_v", "4"},
+    const auto p = ojakv_params({{"rank_mode", "fixed"},
+                                 {"rank_k", "4"},
+                                 {"rank_v", "4"},
                                  {"online_update", online ? "true" : "false"},
-                                 {"update_period", "16"}, {"eta_dec", "0.5"}});
+                                 {"update_period", "16"},
+                                 {"eta_dec", "0.5"}});
     OjaKvCache c(layer_info(pool, H, G, D), p, bases);
     std::vector<float> out(static_cast<size_t>(prompt * H * D));
     c.append(k.data(), v.data(), prompt, pos.data());
@@ -585,9 +625,14 @@ TEST(OjaKvLayer, StaleKeepVersusRotate) {
   auto bases = random_bases(1, G, D, 42);
   std::map<std::string, std::vector<float>> after;
   for (const char* policy : {"keep", "rotate"}) {
-    const auto p = ojakv_params({{"rank_mode", "fixed"}, {"rank_k", "5"}, {"rank_v", "3"},
-                                 {"n_start", "0"}, {"n_recent", "0"}, {"stale_policy", policy},
-                                 {"update_period", std::to_string(T)}, {"eta_dec", "0.8"},
+    const auto p = ojakv_params({{"rank_mode", "fixed"},
+                                 {"rank_k", "5"},
+                                 {"rank_v", "3"},
+                                 {"n_start", "0"},
+                                 {"n_recent", "0"},
+                                 {"stale_policy", policy},
+                                 {"update_period", std::to_string(T)},
+                                 {"eta_dec", "0.8"},
                                  {"coeff_dtype", "f32"}});
     OjaKvCache c(layer_info(pool, H, G, D), p, bases);
     std::vector<float> out(static_cast<size_t>(S * H * D));
@@ -668,19 +713,23 @@ TEST(OjaKvParams, BadValuesNameTheKey) {
     return [&, set] { OjaKvCache c(info, ojakv_params(set), bases); };
   };
   EXPECT_NE(error_of(build({{"rank_mode", "fixed"}, {"rank_k", "17"}, {"rank_v", "4"}}))
-                .find("ojakv.rank_k"), std::string::npos);
+                .find("ojakv.rank_k"),
+            std::string::npos);
   EXPECT_NE(error_of(build({{"rank_mode", "fixed"}, {"rank_k", "4"}, {"rank_v", "40"}}))
-                .find("ojakv.rank_v"), std::string::npos);
+                .find("ojakv.rank_v"),
+            std::string::npos);
   EXPECT_NE(error_of(build({{"rank_mode", "fixed"}, {"rank_k", "4"}})).find("ojakv.rank_v"),
             std::string::npos);
   EXPECT_NE(error_of(build({{"rank_mode", "energy"}})).find("ojakv.energy_threshold"),
             std::string::npos);
   EXPECT_NE(error_of(build({{"n_start", "200"}, {"n_recent", "100"}})).find("ojakv.n_start"),
             std::string::npos);
-  EXPECT_NE(error_of(build({{"anchor_policy", "residual_topk"}, {"k_full", "300"}}))
-                .find("ojakv.k_full"), std::string::npos);
+  EXPECT_NE(
+      error_of(build({{"anchor_policy", "residual_topk"}, {"k_full", "300"}})).find("ojakv.k_full"),
+      std::string::npos);
   EXPECT_NE(error_of(build({{"attention_path", "latent"}, {"rope_frame", "pre"}}))
-                .find("ojakv.attention_path"), std::string::npos);
+                .find("ojakv.attention_path"),
+            std::string::npos);
   // post-RoPE bases with rope_frame pre, and the reverse.
   EXPECT_NE(error_of(build({{"rope_frame", "pre"}})).find("ojakv.rope_frame"), std::string::npos);
   auto pre = random_bases(1, 2, 16, 1, "pre_rope");
@@ -694,7 +743,9 @@ TEST(OjaKvParams, BadValuesNameTheKey) {
   EXPECT_NE(error_of([] { ojakv_params({{"ratio", "0"}}); }).find("ratio"), std::string::npos);
   EXPECT_NE(error_of([] { ojakv_params({{"ratio", "1.5"}}); }).find("ratio"), std::string::npos);
   EXPECT_NE(error_of([] { ojakv_params({{"eta_dec", "0"}}); }).find("eta_dec"), std::string::npos);
-  EXPECT_NE(error_of([] { ojakv_params({{"stale_policy", "versioned"}}); }).find("stale_policy"),
+  EXPECT_NE(error_of([] {
+              ojakv_params({{"stale_policy", "versioned"}});
+            }).find("stale_policy"),
             std::string::npos);
   EXPECT_NE(error_of([] { ojakv_params({{"rnak_k", "3"}}); }).find("rank_k"), std::string::npos);
   // Through the registry: no bases file, and a missing one (named).
@@ -734,19 +785,23 @@ TEST(OjaKvParams, EnergyRanksAndKeyBasis) {
 // ---- memory ----
 
 // memory() per layer equals the formula of methods.md 1.2 summed over KV heads:
-// |F| 2 d 4 + N_c (r_k + r_v) bytes(coeff) + d (r_k + r_v) 8 (f64 bases) + |B| 2 d 4, plus the index
-// (4 bytes of position per token, 5 bytes of state and slot per token and KV head), with |F|, N_c
-// and |B| known from the positional policy.
+// |F| 2 d 4 + N_c (r_k + r_v) bytes(coeff) + d (r_k + r_v) 8 (f64 bases) + |B| 2 d 4, plus the
+// index (4 bytes of position per token, 5 bytes of state and slot per token and KV head), with |F|,
+// N_c and |B| known from the positional policy.
 TEST(OjaKvLayer, MemoryMatchesFormula) {
   ThreadPool pool(1);
   const int64_t H = 4, G = 2, D = 16, S = 150, prompt = 90, ns = 5, nr = 7, T = 16;
   const Stream st(H, G, D, S, 51);
   auto bases = random_bases(1, G, D, 52);
-  for (const auto& [dt, bytes] : std::vector<std::pair<std::string, int64_t>>{
-           {"f16", 2}, {"bf16", 2}, {"f32", 4}}) {
-    const auto p = ojakv_params({{"rank_mode", "fixed"}, {"rank_k", "6"}, {"rank_v", "3"},
-                                 {"n_start", std::to_string(ns)}, {"n_recent", std::to_string(nr)},
-                                 {"update_period", std::to_string(T)}, {"coeff_dtype", dt}});
+  for (const auto& [dt, bytes] :
+       std::vector<std::pair<std::string, int64_t>>{{"f16", 2}, {"bf16", 2}, {"f32", 4}}) {
+    const auto p = ojakv_params({{"rank_mode", "fixed"},
+                                 {"rank_k", "6"},
+                                 {"rank_v", "3"},
+                                 {"n_start", std::to_string(ns)},
+                                 {"n_recent", std::to_string(nr)},
+                                 {"update_period", std::to_string(T)},
+                                 {"coeff_dtype", dt}});
     OjaKvCache c(layer_info(pool, H, G, D), p, bases);
     std::vector<float> out;
     int64_t steps = 0;
@@ -781,9 +836,14 @@ TEST(OjaKvModel, PreRopeFrame) {
   const int64_t prompt = 60;
   const auto want = testing::model_logits(full_factory(), ids, prompt);
   auto bases = random_bases(2, 2, 16, 12, "pre_rope");
-  const auto p = ojakv_params({{"rank_mode", "fixed"}, {"rank_k", "16"}, {"rank_v", "16"},
-                               {"coeff_dtype", "f32"}, {"rope_frame", "pre"}, {"n_start", "1"},
-                               {"n_recent", "2"}, {"update_period", "8"}});
+  const auto p = ojakv_params({{"rank_mode", "fixed"},
+                               {"rank_k", "16"},
+                               {"rank_v", "16"},
+                               {"coeff_dtype", "f32"},
+                               {"rope_frame", "pre"},
+                               {"n_start", "1"},
+                               {"n_recent", "2"},
+                               {"update_period", "8"}});
   const auto got = testing::model_logits(ojakv_factory(bases, p), ids, prompt);
   EXPECT_LT(max_rel_diff(got, want), 2e-4);
 
@@ -794,9 +854,14 @@ TEST(OjaKvModel, PreRopeFrame) {
   const cpu::Rope rope(rc);
   const Stream st(H, G, D, S, 61);
   auto b1 = random_bases(1, G, D, 62, "pre_rope");
-  const auto p2 = ojakv_params({{"rank_mode", "fixed"}, {"rank_k", "5"}, {"rank_v", "5"},
-                                {"coeff_dtype", "f32"}, {"rope_frame", "pre"},
-                                {"online_update", "false"}, {"n_start", "0"}, {"n_recent", "0"}});
+  const auto p2 = ojakv_params({{"rank_mode", "fixed"},
+                                {"rank_k", "5"},
+                                {"rank_v", "5"},
+                                {"coeff_dtype", "f32"},
+                                {"rope_frame", "pre"},
+                                {"online_update", "false"},
+                                {"n_start", "0"},
+                                {"n_recent", "0"}});
   OjaKvCache c(layer_info(pool, H, G, D, &rope), p2, b1);
   c.append(st.k.data(), st.v.data(), S, st.pos.data());
   c.end_prefill(kv::PrefillContext{S});
@@ -874,12 +939,32 @@ TEST(OjaKvParams, RegisteredWithDeclaredKnobs) {
     names.push_back(d.name);
     EXPECT_FALSE(d.help.empty()) << d.name;
   }
-  for (const char* k : {"anchor_policy", "n_start", "n_recent", "k_full", "residual_window",
-                        "rank_mode", "ratio", "energy_threshold", "rank_k", "rank_v", "bases",
-                        "key_basis", "online_update", "prefill_update", "salient_fraction",
-                        "pool_width", "prefill_steps", "eta_pre", "eta_dec", "cov_norm",
-                        "update_period", "rope_frame", "stale_policy", "prefill_attention",
-                        "attention_path", "coeff_dtype"})
+  for (const char* k : {"anchor_policy",
+                        "n_start",
+                        "n_recent",
+                        "k_full",
+                        "residual_window",
+                        "rank_mode",
+                        "ratio",
+                        "energy_threshold",
+                        "rank_k",
+                        "rank_v",
+                        "bases",
+                        "key_basis",
+                        "online_update",
+                        "prefill_update",
+                        "salient_fraction",
+                        "pool_width",
+                        "prefill_steps",
+                        "eta_pre",
+                        "eta_dec",
+                        "cov_norm",
+                        "update_period",
+                        "rope_frame",
+                        "stale_policy",
+                        "prefill_attention",
+                        "attention_path",
+                        "coeff_dtype"})
     EXPECT_NE(std::find(names.begin(), names.end(), k), names.end()) << k;
 }
 
