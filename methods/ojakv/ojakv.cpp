@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include "framework/core/error.h"
+#include "framework/core/timer.h"
 #include "framework/io/bases_h5.h"
 
 namespace kvlab::methods {
@@ -251,7 +252,8 @@ struct OjaKvCache::Head {
   std::vector<uint8_t> ck, cv;  // coefficient rows [N_c, r] at coeff_dtype
   int64_t n_coeff = 0;
   std::vector<double> rnorm;  // compressed prefill: ||k - k U_k U_k^T|| per prompt token
-  int64_t steps = 0;          // Oja steps applied to U_k (= to U_v)
+  std::vector<float> anchor_pos, anchor_score;  // residual_topk: the selection at end_prefill
+  int64_t steps = 0;                            // Oja steps applied to U_k (= to U_v)
 };
 
 struct OjaKvCache::Update {
@@ -259,6 +261,7 @@ struct OjaKvCache::Update {
   bool key = true, prefill = true;
   int64_t token = 0;     // tokens seen when applied
   double trace_c = 0.0;  // tr(X^T X / |X|) before normalisation
+  double seconds = 0.0;  // the step (C U, QR) and, under stale_policy rotate, the rotation
   OjaStepStats s;
 };
 
@@ -588,7 +591,7 @@ std::vector<std::vector<char>> OjaKvCache::prefill_anchor_sets(bool final_select
   }
   std::vector<float> kf(static_cast<size_t>(D));
   for (int64_t g = 0; g < G; ++g) {
-    const Head& h = *heads_[static_cast<size_t>(g)];
+    Head& h = *heads_[static_cast<size_t>(g)];
     if (!final_selection) {  // residual norms under the initial basis, computed at append
       for (int64_t i : top_k_ascending(h.rnorm, p_.k_full)) a[g][static_cast<size_t>(i)] = 1;
       continue;
@@ -608,7 +611,13 @@ std::vector<std::vector<char>> OjaKvCache::prefill_anchor_sets(bool final_select
       s *= att[static_cast<size_t>(g)][static_cast<size_t>(i)];
       score[static_cast<size_t>(i)] = s;
     }
-    for (int64_t i : top_k_ascending(score, p_.k_full)) a[g][static_cast<size_t>(i)] = 1;
+    h.anchor_pos.clear();
+    h.anchor_score.clear();
+    for (int64_t i : top_k_ascending(score, p_.k_full)) {
+      a[g][static_cast<size_t>(i)] = 1;
+      h.anchor_pos.push_back(static_cast<float>(pos_[static_cast<size_t>(i)]));
+      h.anchor_score.push_back(static_cast<float>(score[static_cast<size_t>(i)]));
+    }
   }
   return a;
 }
@@ -661,8 +670,8 @@ void OjaKvCache::basis_update(int64_t g, bool key, const linalg::Mat& C, double 
   u.key = key;
   u.prefill = prefill;
   u.token = seen_;
+  const Timer timer;
   u.s = oja_step(U, C, eta);
-  log_.push_back(u);
   if (p_.stale_rotate && !prefill && h.n_coeff > 0) {  // the prompt is re-projected anyway
     // Stale policy rotate (methods.md 1.3 (b)): c <- c (U_old^T U_new), [r, r]; O(N_c r^2).
     const linalg::Mat M = linalg::matmul_tn(U_old, U);
@@ -681,6 +690,8 @@ void OjaKvCache::basis_update(int64_t g, bool key, const linalg::Mat& C, double 
       from_f32(p_.coeff_dtype, o.data(), row, static_cast<size_t>(r));
     }
   }
+  u.seconds = timer.seconds();
+  log_.push_back(u);
 }
 
 // Prefill comprehensive update (methods.md 1.3 step 1): per KV head, the batch X is the prompt
@@ -1062,6 +1073,17 @@ void OjaKvCache::trace(TraceSink& sink) const {
     sink.append_scalar(b + "effective_step", u.s.step, "1");
     sink.append_scalar(b + "tokens_seen", static_cast<double>(u.token), "tokens");
     sink.append_scalar(b + "prefill", u.prefill ? 1.0 : 0.0, "bool");
+    sink.append_scalar(b + "update_seconds", u.seconds, "s");
+  }
+  if (!anchors_traced_ && prefill_done_) {  // residual_topk selection, once (methods.md 1.9)
+    anchors_traced_ = true;
+    for (int64_t g = 0; g < info_.G; ++g) {
+      const Head& h = *heads_[static_cast<size_t>(g)];
+      if (h.anchor_pos.empty()) continue;
+      const std::string b = str(L, "/head_", g < 10 ? "0" : "", g);
+      sink.append_row(b + "/anchor_positions", h.anchor_pos, "position");
+      sink.append_row(b + "/anchor_scores", h.anchor_score, "||r|| x attention");
+    }
   }
   const Tiers t = tiers();
   sink.append_scalar(L + "/bytes/anchors", static_cast<double>(t.anchors), "bytes");
@@ -1070,6 +1092,11 @@ void OjaKvCache::trace(TraceSink& sink) const {
   sink.append_scalar(L + "/bytes/buffer", static_cast<double>(t.buffer), "bytes");
   sink.append_scalar(L + "/bytes/index", static_cast<double>(t.index), "bytes");
   sink.append_scalar(L + "/bytes/workspace", static_cast<double>(t.workspace), "bytes");
+  // Achieved ratio: device bytes against a full f32 cache of the same tokens (FullCache's layout).
+  const double full =
+      static_cast<double>(pos_.size()) * static_cast<double>(2 * info_.G * info_.D * 4 + 4);
+  sink.append_scalar(L + "/bytes/ratio_to_full",
+                     full > 0 ? static_cast<double>(memory().device_bytes) / full : 0.0, "1");
   const Tokens n = tokens();
   sink.append_scalar(L + "/tokens/anchor", static_cast<double>(n.anchor), "token-heads");
   sink.append_scalar(L + "/tokens/compressed", static_cast<double>(n.compressed), "token-heads");

@@ -167,6 +167,7 @@ class OjaKvCache : public kv::KvCache {
   baselines::ObservationWindow obs_;
   std::vector<float> tile_k_, tile_v_;
   mutable size_t traced_ = 0;  // update records already written by trace()
+  mutable bool anchors_traced_ = false;
   std::vector<Update> log_;
 };
 

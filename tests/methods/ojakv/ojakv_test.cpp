@@ -894,7 +894,10 @@ struct RecordingSink : TraceSink {
   void append_scalar(std::string_view path, double value, std::string_view) override {
     series[std::string(path)].push_back(value);
   }
-  void append_row(std::string_view, std::span<const float>, std::string_view) override {}
+  std::map<std::string, std::vector<std::vector<float>>> rows;
+  void append_row(std::string_view path, std::span<const float> row, std::string_view) override {
+    rows[std::string(path)].emplace_back(row.begin(), row.end());
+  }
   void set_attribute(std::string_view, std::string_view, std::string_view) override {}
 };
 
@@ -928,6 +931,42 @@ TEST(OjaKvLayer, TraceRecordsBasisHealthTiersAndTokens) {
   EXPECT_EQ(sink.series["ojakv/layer_00/bytes/coefficients"].back(), t.coefficients);
   EXPECT_EQ(sink.series["ojakv/layer_00/tokens/anchor"].back(), 8 * G);
   EXPECT_EQ(sink.series["ojakv/layer_00/tokens/compressed"].back(), (S - 8) * G);
+}
+
+// residual_topk traces its end-of-prefill selection per KV head (positions and scores, once), each
+// update's timing, and the achieved byte ratio against a full f32 cache.
+TEST(OjaKvLayer, TraceRecordsResidualAnchorsAndRatio) {
+  ThreadPool pool(1);
+  const int64_t H = 4, G = 2, D = 16, S = 80, prompt = 60;
+  const Stream st(H, G, D, S, 73);
+  auto bases = random_bases(1, G, D, 74);
+  const auto p = ojakv_params({{"anchor_policy", "residual_topk"},
+                               {"k_full", "7"},
+                               {"update_period", "8"},
+                               {"rank_mode", "fixed"},
+                               {"rank_k", "4"},
+                               {"rank_v", "4"}});
+  OjaKvCache c(layer_info(pool, H, G, D), p, bases);
+  std::vector<float> out;
+  drive(c, st, prompt, out, [](int64_t, int64_t) {});
+  RecordingSink sink;
+  c.trace(sink);
+  c.trace(sink);
+  for (int64_t g = 0; g < G; ++g) {
+    const std::string b = "ojakv/layer_00/head_0" + std::to_string(g);
+    ASSERT_EQ(sink.rows[b + "/anchor_positions"].size(), 1u);
+    const auto& row = sink.rows[b + "/anchor_positions"][0];
+    std::vector<int32_t> prompt_full;  // full-rank prompt tokens (decode tokens may be buffered)
+    for (int32_t x : c.full_rank_positions(g))
+      if (x <= st.pos[prompt - 1]) prompt_full.push_back(x);
+    EXPECT_EQ(std::vector<int32_t>(row.begin(), row.end()), prompt_full);
+    EXPECT_EQ(sink.rows[b + "/anchor_scores"][0].size(), 7u);
+    for (double x : sink.series[b + "/k/update_seconds"]) EXPECT_GE(x, 0.0);
+  }
+  const auto t = c.tiers();
+  const double want = double(t.anchors + t.coefficients + t.bases + t.buffer + t.index) /
+                      double(S * (2 * G * D * 4 + 4));
+  EXPECT_NEAR(sink.series["ojakv/layer_00/bytes/ratio_to_full"].back(), want, 1e-12);
 }
 
 // Registered: `ojakv` builds from a bases file and the help lists every knob of methods.md 1.8
