@@ -31,6 +31,17 @@
 //                sum_F p v + (sum_c p V~) U_v^T. Exact in arithmetic; needs rope_frame post.
 // `online_update: false` freezes the bases: StaticPCA (no anchors) and StaticPCA-H (positional
 // anchors), registered in baselines/static_pca on this class.
+//
+// Choices where the sources are silent ([DECIDE], methods.md 1.3-1.4), beyond the knob defaults:
+//   * positional decode: a token is full-rank while in the n_recent window and is compressed when
+//     it leaves it; its buffer copy only feeds the next Oja batch. residual_topk decode: buffered
+//     tokens are full-rank until the periodic update compresses them with the new basis.
+//   * compressed prefill under residual_topk ranks by the residual norm alone (the end-of-prompt
+//     queries that weight it do not exist yet); the final selection uses the weighting.
+//   * salient and residual scores use the exact prompt keys; QR signs always give diag(R) > 0
+//     (linalg::qr_q), so there is no qr_sign_fix knob.
+// Not implemented (methods.md 1.8): stale_policy versioned, basis_scope per_layer, compose_with,
+// per-layer rank lists.
 #pragma once
 
 #include <cstdint>
