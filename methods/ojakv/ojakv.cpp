@@ -583,7 +583,9 @@ std::vector<std::vector<char>> OjaKvCache::prefill_anchor_sets(bool final_select
   }
   std::vector<std::vector<double>> att;
   if (final_selection) {
-    att = window_scores(p_.residual_window);
+    // No prompt query seen (attend was never called): the residual norm alone ranks.
+    att = obs_.size() > 0 ? window_scores(p_.residual_window)
+                          : std::vector<std::vector<double>>(G, std::vector<double>(N, 1.0));
     const double w =
         static_cast<double>(std::max<int64_t>(1, std::min(p_.residual_window, obs_.size())));
     for (auto& r : att)
@@ -702,10 +704,10 @@ void OjaKvCache::run_prefill_update() {
   const int64_t G = info_.G, D = info_.D, N = static_cast<int64_t>(pos_.size());
   if (N == 0) return;
   std::vector<std::vector<double>> sal;
-  if (p_.prefill_update == OjaKvParams::PrefillUpdate::kSalientPooled)
+  // salient_pooled without any prompt query seen (attend never called) pools every token.
+  if (p_.prefill_update == OjaKvParams::PrefillUpdate::kSalientPooled && obs_.size() > 0)
     sal = window_scores(p_.salient_window);
   const int64_t pw = p_.pool_width;
-  std::vector<Update> logs;
   for (int64_t g = 0; g < G; ++g) {
     std::vector<int64_t> sel;
     if (sal.empty()) {

@@ -400,6 +400,39 @@ TEST(OjaKvLayer, ResidualAnchorsMatchReference) {
   EXPECT_EQ(c.memory().compressed_tokens, N - kf);
 }
 
+// Without any prompt query (append and end_prefill only), residual_topk ranks by ||k - k U U^T||
+// alone (U after the prefill update, which then pools every token).
+TEST(OjaKvLayer, ResidualAnchorsWithoutQueries) {
+  ThreadPool pool(1);
+  const int64_t H = 2, G = 1, D = 12, N = 40, kf = 6;
+  const Stream st(H, G, D, N, 97);
+  auto bases = random_bases(1, G, D, 98);
+  const auto p = ojakv_params({{"rank_mode", "fixed"},
+                               {"rank_k", "3"},
+                               {"rank_v", "3"},
+                               {"anchor_policy", "residual_topk"},
+                               {"k_full", std::to_string(kf)}});
+  OjaKvCache c(layer_info(pool, H, G, D), p, bases);
+  c.append(st.k.data(), st.v.data(), N, st.pos.data());
+  c.end_prefill(kv::PrefillContext{N});
+  EXPECT_EQ(c.basis_updates(), 1);
+  const linalg::Mat& U = c.basis_k(0);
+  std::vector<double> score(static_cast<size_t>(N));
+  for (int64_t i = 0; i < N; ++i) {
+    double n2 = 0.0, p2 = 0.0;
+    for (int64_t d = 0; d < D; ++d) n2 += double(st.k[i * D + d]) * st.k[i * D + d];
+    for (int64_t j = 0; j < U.cols; ++j) {
+      double cj = 0.0;
+      for (int64_t d = 0; d < D; ++d) cj += double(st.k[i * D + d]) * U(d, j);
+      p2 += cj * cj;
+    }
+    score[i] = std::sqrt(n2 - p2);
+  }
+  std::vector<int32_t> want;
+  for (int64_t i : top_k_f64(score, kf)) want.push_back(st.pos[i]);
+  EXPECT_EQ(c.full_rank_positions(0), want);
+}
+
 // Compressed prefill: between chunks, attention sees the prompt projected on the calibrated basis
 // except the current anchors (positional: first n_start and last n_recent of what is held), which
 // are exact.
