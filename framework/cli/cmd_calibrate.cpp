@@ -67,8 +67,11 @@ int cmd_calibrate(int argc, char** argv, int first) {
   const std::string out = a.get("out");
   {
     const auto parent = std::filesystem::absolute(out).parent_path();
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
     if (!std::filesystem::is_directory(parent))
-      fail("--out ", out, ": folder ", parent.string(), " does not exist");
+      fail("--out ", out, ": cannot create folder ", parent.string(),
+           ec ? ": " + ec.message() : std::string());
   }
   const int threads = set_threads(static_cast<int>(a.get_int("threads")));
   std::shared_ptr<const model::Model> m;

@@ -33,11 +33,11 @@ expect_fail "--tokens" $KVLAB calibrate --model "$W/m" --dataset "file:$W/t.txt"
 expect_fail "--seq-len" $KVLAB calibrate --model "$W/m" --dataset "file:$W/t.txt" --tokens 50 --seq-len 0 --out "$W/b.h5"
 expect_fail "--frame" $KVLAB calibrate --model "$W/m" --dataset "file:$W/t.txt" --tokens 50 --frame pre --out "$W/b.h5"
 expect_fail "--model" $KVLAB calibrate --model "$W/none" --dataset "file:$W/t.txt" --tokens 50 --out "$W/b.h5"
-expect_fail "--out" $KVLAB calibrate --model "$W/m" --dataset "file:$W/t.txt" --tokens 50 --out "$W/no/dir/b.h5"
+expect_fail "--out" $KVLAB calibrate --model "$W/m" --dataset "file:$W/t.txt" --tokens 50 --out "$W/t.txt/b.h5"
 [[ ! -e "$W/b.h5" ]] && ok || bad "a failed run left $W/b.h5"
 
 $KVLAB calibrate --model "$W/m" --dataset "file:$W/t.txt" --tokens 120 --seq-len 50 --threads 2 \
-  --out "$W/post.h5" 2>"$W/log" || bad "calibrate failed: $(cat "$W/log")"
+  --out "$W/sub/post.h5" 2>"$W/log" && mv "$W/sub/post.h5" "$W/post.h5" || bad "calibrate failed: $(cat "$W/log")"
 grep -q "layer 01: rank for 90% energy" "$W/log" && ok || bad "no per-layer summary: $(cat "$W/log")"
 $KVLAB calibrate --model "$W/m" --dataset "file:$W/t.txt" --tokens 120 --seq-len 50 --threads 1 \
   --frame pre_rope --out "$W/pre.h5" 2>/dev/null || bad "calibrate --frame pre_rope failed"
