@@ -179,6 +179,15 @@ void ShadowCache::probe_attention(int64_t g, bool with_attention) {
   }
   log_->add(L, g, "k_recon_err", rk, "ratio");
   log_->add(L, g, "v_recon_err", rv, "ratio");
+  if (has_basis_ && mat) {
+    if (same_tokens) {
+      probe_staleness(g, Km, Vm);
+    } else {
+      for (const char* n : {"k_compressed_recon_err", "k_stale_err", "v_compressed_recon_err",
+                            "v_stale_err", "coeff_tokens"})
+        log_->add(L, g, n, kNaN, "ratio");
+    }
+  }
 
   double err_sum = 0, err_max = 0, bnd_sum = 0, bnd_max = 0, kl_sum = 0, out_sum = 0, out_max = 0;
   int64_t n_logits = 0;
@@ -250,6 +259,61 @@ void ShadowCache::probe_attention(int64_t g, bool with_attention) {
   log_->add(L, g, "logit_bound_mean", lg ? bnd_sum / n_logits : kNaN, "logit");
   log_->add(L, g, "logit_bound_max", lg ? bnd_max : kNaN, "logit");
   log_->add(L, g, "attn_kl", lg ? kl_sum / rep : kNaN, "nats");
+}
+
+// methods.md 1.9 "reconstruction error ... on all compressed tokens" and "staleness error": over
+// the tokens of head g not held full-rank, ||X - X^||^2 / ||X||^2 and ||X^ - X U U^T||^2 / ||X||^2
+// (X^ what attention sees, X U U^T the re-projection with the current basis), keys in the basis'
+// frame (X^ un-rotated too when the basis is pre-RoPE). Cost O(N D r).
+void ShadowCache::probe_staleness(int64_t g, const std::vector<float>& Km,
+                                  const std::vector<float>& Vm) {
+  const int64_t D = info_.D, L = info_.layer;
+  const cpu::KvView ex = exact_.view();
+  const int64_t N = ex.S;
+  const auto full = insp_->full_rank_positions(g);
+  std::vector<char> compressed(static_cast<size_t>(N), 1);
+  if (full) {
+    // Both lists ascending.
+    size_t j = 0;
+    for (int64_t s = 0; s < N; ++s) {
+      while (j < full->size() && (*full)[j] < ex.pos[s]) ++j;
+      if (j < full->size() && (*full)[j] == ex.pos[s]) compressed[s] = 0;
+    }
+  }
+  int64_t nc = 0;
+  for (char c : compressed) nc += c;
+  for (bool key : {true, false}) {
+    const linalg::Mat& U = *insp_->basis(g, key);
+    const int64_t r = U.cols;
+    const float* X = (key ? ex.k : ex.v) + g * ex.head_stride;
+    const std::vector<float>& Xm = key ? Km : Vm;
+    std::vector<float> x(static_cast<size_t>(D)), xm(static_cast<size_t>(D));
+    std::vector<double> c(static_cast<size_t>(r));
+    double e_rec = 0, e_stale = 0, norm = 0;
+    for (int64_t s = 0; s < N; ++s) {
+      if (!compressed[s]) continue;
+      std::copy(X + s * ex.row_stride, X + s * ex.row_stride + D, x.begin());
+      std::copy(Xm.begin() + s * D, Xm.begin() + (s + 1) * D, xm.begin());
+      if (key && insp_->basis_pre_rope()) {
+        info_.rope->unapply(x.data(), 1, 1, ex.pos + s);
+        info_.rope->unapply(xm.data(), 1, 1, ex.pos + s);
+      }
+      std::fill(c.begin(), c.end(), 0.0);
+      for (int64_t i = 0; i < D; ++i)
+        for (int64_t j = 0; j < r; ++j) c[j] += x[i] * U(i, j);
+      for (int64_t i = 0; i < D; ++i) {
+        double proj = 0;
+        for (int64_t j = 0; j < r; ++j) proj += c[j] * U(i, j);
+        e_rec += (static_cast<double>(x[i]) - xm[i]) * (static_cast<double>(x[i]) - xm[i]);
+        e_stale += (xm[i] - proj) * (xm[i] - proj);
+        norm += static_cast<double>(x[i]) * x[i];
+      }
+    }
+    const std::string p = key ? "k_" : "v_";
+    log_->add(L, g, p + "compressed_recon_err", nc && norm > 0 ? e_rec / norm : kNaN, "ratio");
+    log_->add(L, g, p + "stale_err", nc && norm > 0 ? e_stale / norm : kNaN, "ratio");
+  }
+  log_->add(L, g, "coeff_tokens", full ? static_cast<double>(nc) : kNaN, "tokens");
 }
 
 // methods.md 1.9 "subspace angle to the exact PCA basis over time" and the residual energy ratio.

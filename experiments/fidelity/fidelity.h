@@ -14,7 +14,10 @@
 //                   basis' RoPE frame): max angle, mean cos^2 = ||U^T P||_F^2 / r, projection
 //                   distance ||U U^T - P P^T||_F; the residual energy ratio of U on all tokens
 //                   seen, RER = 1 - tr(U^T C U) / tr C; the max angle to the basis the cache
-//                   started with (calibration);
+//                   started with (calibration); over the compressed (not full-rank) tokens,
+//                   the reconstruction error and the staleness error ||K^ - K U U^T||^2 /
+//                   ||K||^2 (stored coefficients vs re-projecting with the current basis,
+//                   methods.md 1.3 "stale coefficients");
 //   per layer       bytes by tier and tokens by state (KvCache::memory(), and the method's own
 //                   tiers when exposed) against the full cache's bytes for the same tokens.
 // Every number goes to the trace (`steps/layer_LL/head_G/NAME`, `steps/layer_LL/NAME`, one row per
@@ -24,6 +27,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -51,6 +55,11 @@ class Inspector {
   // Current key (value) basis of KV head g, [D, r], orthonormal columns; null when the method
   // keeps none.
   virtual const linalg::Mat* basis(int64_t g, bool key) const { return nullptr; }
+  // Positions of KV head g's full-rank tokens (anchors, buffered); every other token held is
+  // stored as coefficients. nullopt when the method does not say.
+  virtual std::optional<std::vector<int32_t>> full_rank_positions(int64_t g) const {
+    return std::nullopt;
+  }
   // True when basis() is in the pre-RoPE frame (keys compared un-rotated).
   virtual bool basis_pre_rope() const { return false; }
   // Basis updates applied so far (-1 when not applicable).
@@ -117,6 +126,8 @@ class ShadowCache : public kv::KvCache {
  private:
   void probe_attention(int64_t g, bool with_attention);
   void probe_basis(int64_t g);
+  // Compressed-token errors of head g from its materialised rows (Km, Vm [N, D], exact order).
+  void probe_staleness(int64_t g, const std::vector<float>& Km, const std::vector<float>& Vm);
   void probe_bytes();
 
   kv::LayerInfo info_;

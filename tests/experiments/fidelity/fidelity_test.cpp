@@ -85,7 +85,7 @@ TEST(Fidelity, FullCacheErrorsAreExactlyZero) {
     for (size_t i = attention ? 1 : 0; i < v.size(); ++i) EXPECT_EQ(v[i], 0.0) << path << " probe " << i;
     ++checked;
   }
-  // tiny: 2 layers x 2 KV heads x 9 error series.
+  // tiny: 2 layers x 2 KV heads x 9 error series (no basis: no stale/compressed series).
   EXPECT_EQ(checked, 2 * 2 * 9);
   EXPECT_EQ(r["out_rel_err"], 0.0);
   EXPECT_EQ(r["attn_kl"], 0.0);
@@ -163,6 +163,10 @@ class PlantedCache : public kv::KvCache, public Inspector {
     return true;
   }
   const linalg::Mat* basis(int64_t g, bool key) const override { return key ? &Uk_[g] : &Uv_[g]; }
+  // Every token is held as its projection: none full-rank.
+  std::optional<std::vector<int32_t>> full_rank_positions(int64_t g) const override {
+    return std::vector<int32_t>{};
+  }
   bool basis_pre_rope() const override { return pre_; }
 
  private:
@@ -294,6 +298,12 @@ void planted_subspace_check(bool pre_rope) {
     // The tilted direction loses ~sin^2(theta) of the first direction's energy (9 of 14).
     EXPECT_NEAR(num / den, std::pow(std::sin(theta), 2) * 9.0 / 14.0, 0.05);
     EXPECT_LT(last_value(*log, g, "k_rer_opt"), 1e-5);
+    // Every token is the current projection: what is stored equals the re-projection (stale
+    // error ~0, f32 rounding), and its error is the RER.
+    EXPECT_LT(last_value(*log, g, "k_stale_err"), 1e-10);
+    EXPECT_LT(last_value(*log, g, "v_stale_err"), 1e-10);
+    EXPECT_NEAR(last_value(*log, g, "k_compressed_recon_err"), num / den, 1e-5 * num / den);
+    EXPECT_EQ(last_value(*log, g, "coeff_tokens"), double(S));
     // The basis never changed: 0 up to acos near 1 (cos = 1 - 1e-16 reads as ~1e-6 degrees).
     EXPECT_LT(last_value(*log, g, "k_angle_to_init_deg"), 1e-5);
 
