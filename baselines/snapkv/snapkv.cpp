@@ -11,6 +11,7 @@
 #include <cmath>
 #include <memory>
 
+#include "baselines/common/attention_scores.h"
 #include "baselines/common/eviction_cache.h"
 #include "framework/core/error.h"
 
@@ -22,26 +23,18 @@ class SnapKv : public EvictionCache {
   SnapKv(const kv::LayerInfo& info, EvictionBudget budget, int64_t window, int64_t kernel,
          bool max_pool)
       : EvictionCache(info), budget_(budget), window_(window), kernel_(kernel),
-        max_pool_(max_pool) {}
+        max_pool_(max_pool), obs_(window, info.H, info.D) {}
 
   void attend(const float* queries, int64_t T, const int32_t* q_positions, float* out) override {
     EvictionCache::attend(queries, T, q_positions, out);
     if (prefill_done_) return;
-    // Keep the last `window` prompt queries.
-    const int64_t HD = info_.H * info_.D;
-    qbuf_.insert(qbuf_.end(), queries, queries + T * HD);
-    qpos_.insert(qpos_.end(), q_positions, q_positions + T);
-    const int64_t n = static_cast<int64_t>(qpos_.size());
-    if (n > window_) {
-      qbuf_.erase(qbuf_.begin(), qbuf_.begin() + (n - window_) * HD);
-      qpos_.erase(qpos_.begin(), qpos_.begin() + (n - window_));
-    }
+    obs_.push(queries, T, q_positions);  // the last `window` prompt queries
   }
 
  protected:
   void on_end_prefill(int64_t prompt_tokens) override {
     const int64_t keep = budget_.resolve(prompt_tokens);
-    const int64_t w = static_cast<int64_t>(qpos_.size());
+    const int64_t w = obs_.size();
     if (S_ > keep) {
       if (keep <= w) {
         std::vector<int64_t> last;
@@ -51,22 +44,17 @@ class SnapKv : public EvictionCache {
         select(keep, w);
       }
     }
-    qbuf_.clear();
-    qbuf_.shrink_to_fit();
-    qpos_.clear();
-    qpos_.shrink_to_fit();
+    obs_.clear();
   }
-  int64_t workspace_bytes() const override {
-    return static_cast<int64_t>(qbuf_.capacity() * sizeof(float) + qpos_.capacity() * sizeof(int32_t));
-  }
+  int64_t workspace_bytes() const override { return obs_.bytes(); }
 
  private:
   void select(int64_t keep, int64_t w) {
     const int64_t H = info_.H, G = info_.G, group = H / G, n = S_ - w;  // n: prefix length
     std::vector<float> lse(static_cast<size_t>(w * H)), out(static_cast<size_t>(w * H * info_.D));
-    run_attention(qbuf_.data(), w, qpos_.data(), out.data(), lse.data());
+    run_attention(obs_.queries(), w, obs_.positions(), out.data(), lse.data());
     std::vector<std::vector<double>> acc;
-    accumulate_probabilities(qbuf_.data(), w, qpos_.data(), lse.data(), acc);
+    accumulate_probabilities(obs_.queries(), w, obs_.positions(), lse.data(), acc);
     std::vector<std::vector<double>> scores(static_cast<size_t>(G),
                                             std::vector<double>(static_cast<size_t>(S_), 0.0));
     const int64_t r = kernel_ / 2;
@@ -90,8 +78,7 @@ class SnapKv : public EvictionCache {
   EvictionBudget budget_;
   int64_t window_, kernel_;
   bool max_pool_;
-  std::vector<float> qbuf_;    // last <= window prompt queries [w, H, D]
-  std::vector<int32_t> qpos_;  // their positions
+  ObservationWindow obs_;  // last <= window prompt queries [w, H, D] and positions
 };
 
 kv::KvMethod make_method() {

@@ -1,0 +1,173 @@
+// OjaKV (methods.md section 1): online low-rank KV compression with hybrid storage. One cache per
+// layer; per KV head g a key basis U_k [D, r_k] and a value basis U_v [D, r_v] (orthonormal
+// columns, f64), initialised from calibrated eigenbases (kv::Bases, methods.md 1.3 step 0) and
+// updated with Oja's rule: at end of prefill from (salient, pooled) prompt tokens (step 1), then
+// every `update_period` decode tokens from a buffer (step 3).
+//
+// Storage per KV head, in original token order (methods.md 1.2):
+//   anchors F     full-rank post-RoPE K and V rows, f32, 2*D*4 bytes per token
+//                 (positional: first n_start + sliding last n_recent; residual_topk: top k_full
+//                 prompt tokens by ||k - k U U^T|| x attention from the last queries)
+//   compressed    coefficients K~ = k U_k [r_k], V~ = v U_v [r_v] at coeff_dtype, relative to the
+//                 basis current when the token was compressed (stale_policy keep) or rotated on
+//                 every update (stale_policy rotate: c <- c U_old^T U_new)
+//   buffer B      decode tokens since the last update, K and V f32 (the Oja batch; under
+//                 residual_topk also the tokens' only copy until the update compresses them)
+// Before end_prefill the prompt is held exactly (the prefill batch) and attention runs either on it
+// (prefill_attention exact = OjaKV-PF) or on the compressed view with the initial basis.
+//
+// Attention (methods.md 1.3 step 4), attention_path:
+//   reconstruct  tiles of `tile_tokens` tokens are rebuilt to [G, tile, D] (anchors copied,
+//                coefficients times U^T, re-rotated when rope_frame pre) and run through
+//                cpu::attention; tiles merge by log-sum-exp. Workspace: 2*G*tile*D floats.
+//   latent       logits q.k for anchors, (q U_k).K~ for compressed tokens; output
+//                sum_F p v + (sum_c p V~) U_v^T. Exact in arithmetic; needs rope_frame post.
+// `online_update: false` freezes the bases: StaticPCA (no anchors) and StaticPCA-H (positional
+// anchors), registered in baselines/static_pca on this class.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "baselines/common/attention_scores.h"
+#include "framework/core/dtype.h"
+#include "framework/kv/bases.h"
+#include "framework/kv/kv_cache.h"
+#include "framework/linalg/linalg.h"
+#include "methods/ojakv/oja_update.h"
+
+namespace kvlab::methods {
+
+// Resolved OjaKV settings (methods.md 1.8); ParamValues -> this via from_values().
+struct OjaKvParams {
+  enum class Anchors { kPositional, kResidualTopk };
+  enum class RankMode { kRatio, kEnergy, kFixed };
+  enum class PrefillUpdate { kNone, kPooled, kSalientPooled };
+  Anchors anchor_policy = Anchors::kPositional;
+  int64_t n_start = 32, n_recent = 32;        // positional anchors
+  int64_t k_full = 128, residual_window = 32;  // residual_topk anchors
+  RankMode rank_mode = RankMode::kRatio;
+  double ratio = 0.6;             // r = max(1, round(ratio * D)) for K and V
+  double energy_threshold = 0.0;  // energy mode: smallest r with captured energy >= theta
+  int64_t rank_k = 0, rank_v = 0;  // fixed mode
+  std::string bases;               // calibrated bases file (kvlab calibrate)
+  kv::BasisKind key_basis = kv::BasisKind::qk;
+  bool online_update = true;
+  PrefillUpdate prefill_update = PrefillUpdate::kSalientPooled;
+  double salient_fraction = 0.25;
+  int64_t salient_window = 32;  // prompt queries that score tokens for the salient batch
+  int64_t pool_width = 4;
+  int64_t prefill_steps = 1;
+  int64_t prefill_batch = 0;  // pooled rows per prefill mini-batch; 0 = all in one batch
+  double eta_pre = 0.5, eta_dec = 0.05;
+  CovNorm cov_norm = CovNorm::kTrace;
+  int64_t update_period = 64;
+  bool rope_pre = false;        // rope_frame pre: bases and coefficients in the pre-RoPE frame
+  bool stale_rotate = false;    // stale_policy rotate
+  bool prefill_exact = false;   // prefill_attention exact (OjaKV-PF)
+  bool latent = false;          // attention_path latent
+  int64_t tile_tokens = 512;    // reconstruct path tile
+  DType coeff_dtype = DType::kF16;
+
+  // Reads the declared parameters; throws kvlab::Error naming `method.KEY` on bad combinations.
+  static OjaKvParams from_values(const ParamValues& p, const std::string& method = "ojakv");
+};
+
+// The declarations behind `kvlab help ojakv` (static_pca registers a subset of them).
+std::vector<ParamDecl> ojakv_params();
+
+class OjaKvCache : public kv::KvCache {
+ public:
+  // `bases` must cover info.n_layers layers, info.G KV heads and head dim info.D, in the frame
+  // params.rope_pre asks for; ranks are resolved per KV head from its eigenvalues. Throws
+  // kvlab::Error naming `method.KEY` (e.g. ojakv.rank_k) when a rank exceeds D or is missing.
+  OjaKvCache(const kv::LayerInfo& info, const OjaKvParams& params,
+             std::shared_ptr<const kv::Bases> bases, const std::string& method = "ojakv");
+  ~OjaKvCache() override;
+
+  void append(const float* keys, const float* values, int64_t T, const int32_t* positions) override;
+  void attend(const float* queries, int64_t T, const int32_t* q_positions, float* out) override;
+  void end_prefill(const kv::PrefillContext& ctx) override;
+  MemoryReport memory() const override;
+  void trace(TraceSink& sink) const override;
+  int64_t tokens_seen() const override { return seen_; }
+
+  // ---- inspection (fidelity experiment, tests) ----
+  const linalg::Mat& basis_k(int64_t g) const;  // current U_k of KV head g, [D, r_k]
+  const linalg::Mat& basis_v(int64_t g) const;  // [D, r_v]
+  // What attention sees for head g: reconstructed (or exact, for anchors) keys and values
+  // of every token held, ascending position; K, V [N, D] floats (post-RoPE frame).
+  void materialize(int64_t g, std::vector<float>* K, std::vector<float>* V,
+                   std::vector<int32_t>* positions) const;
+  int64_t basis_updates() const;  // Oja updates applied so far (prefill + decode)
+
+  const OjaKvParams& params() const { return p_; }
+  bool prefill_done() const { return prefill_done_; }
+  // Positions of head g's full-rank tokens (anchors, plus buffered tokens under residual_topk).
+  std::vector<int32_t> full_rank_positions(int64_t g) const;
+  // Bytes by tier, summed over KV heads (methods.md 1.9 "memory bytes per tier").
+  struct Tiers {
+    int64_t anchors = 0;       // sum_g |F_g| * 2 * D * 4
+    int64_t coefficients = 0;  // sum_g N_c * (r_k + r_v) * bytes(coeff_dtype)
+    int64_t bases = 0;         // sum_g D * (r_k + r_v) * 8 (f64 master copies)
+    int64_t buffer = 0;        // |B| * G * 2 * D * 4 (+ the exact prompt before end_prefill)
+    int64_t index = 0;         // per token: position (4) + per KV head state (1) and slot (4)
+    int64_t workspace = 0;     // f32 basis copies, tiles, observation window (bounded)
+  };
+  Tiers tiers() const;
+  struct Tokens {
+    int64_t anchor = 0, compressed = 0, buffered = 0;  // summed over KV heads
+  };
+  Tokens tokens() const;
+
+ private:
+  struct Head;
+  struct Update;
+  void admit_decode_token(int64_t i, const float* k, const float* v);  // k, v [G, D]
+  void periodic_update();
+  void prefill_rebuild(const std::vector<std::vector<char>>& anchor);
+  void ensure_store();
+  std::vector<std::vector<char>> prefill_anchor_sets(bool final_selection);
+  void run_prefill_update();
+  void compress_token(int64_t g, int64_t i, const float* k, const float* v);
+  void basis_update(int64_t g, bool key, const linalg::Mat& C, double eta, bool prefill);
+  void key_to_frame(const float* k, int32_t pos, float* out) const;
+  void attend_reconstruct(const float* q, int64_t T, const int32_t* q_pos, float* out);
+  void attend_latent(const float* q, int64_t T, const int32_t* q_pos, float* out);
+  void fill_tile(int64_t s0, int64_t n, float* kt, float* vt) const;
+  void row_of(int64_t g, int64_t i, float* k, float* v) const;
+  void add_anchor(int64_t g, int64_t i, const float* k, const float* v);
+  void release_anchor(int64_t g, int64_t i);
+  std::vector<std::vector<double>> window_scores(int64_t w) const;
+  void refresh_f32(int64_t g);
+
+  kv::LayerInfo info_;
+  OjaKvParams p_;
+  std::string method_;
+  std::shared_ptr<const kv::Bases> bases_;
+  std::vector<std::unique_ptr<Head>> heads_;  // [G]
+  std::vector<int32_t> pos_;                  // [N] positions of every token held
+  int64_t seen_ = 0;
+  bool prefill_done_ = false;
+  // Exact prompt (before end_prefill): [n, G, D] K and V, post-RoPE.
+  std::vector<float> pk_, pv_;
+  // Decode buffer: token indices and their K and V rows [|B|, G, D], post-RoPE.
+  std::vector<int64_t> buf_tok_;
+  std::vector<float> bk_, bv_;
+  // Last max(salient_window, residual_window) prompt queries [w, H, D] and positions.
+  baselines::ObservationWindow obs_;
+  int64_t updates_ = 0;
+  bool store_stale_ = false;  // compressed prefill: store not yet rebuilt for the latest chunk
+  std::vector<float> tile_k_, tile_v_;
+  mutable size_t traced_ = 0;  // update records already written by trace()
+  std::vector<Update> log_;
+};
+
+// Builds one layer's cache from declared parameters (loads `bases` through the process-wide
+// cache of bases files). `overrides` lets thin registrations (static_pca) fix values.
+std::unique_ptr<kv::KvCache> make_ojakv_cache(const kv::LayerInfo& info, const ParamValues& p,
+                                              const std::string& method = "ojakv");
+
+}  // namespace kvlab::methods
