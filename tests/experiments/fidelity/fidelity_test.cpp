@@ -10,6 +10,8 @@
 
 #include "framework/core/error.h"
 #include "framework/core/rng.h"
+#include "framework/io/bases_h5.h"
+#include "framework/kv/calibration.h"
 #include "tests/experiments/experiment_support.h"
 #include "tests/support/temp_dir.h"
 
@@ -368,6 +370,110 @@ void planted_subspace_check(bool pre_rope) {
 
 TEST(Fidelity, PlantedSubspaceAnglesMatchDirectComputation) { planted_subspace_check(false); }
 TEST(Fidelity, PlantedSubspaceAnglesPreRopeFrame) { planted_subspace_check(true); }
+
+// ---- OjaKV / StaticPCA (methods/ojakv) ----
+
+// Bases of the test model calibrated (kv::CalibrationStats) on a text the evaluation does not
+// see (byte tokens of a different passage), written to `path`.
+void calibrate_tiny(const std::string& path, const std::string& frame) {
+  auto m = testing::tiny_model();
+  const auto& c = m->config();
+  auto stats = std::make_shared<kv::CalibrationStats>(
+      c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads, c.head_dim,
+      kv::parse_calibration_frame(frame, "test"));
+  ThreadPool pool(2);
+  model::Sequence seq(m, kv::make_calibration_factory(
+                             kv::make_kv_factory("full_cache", ParamValues(std::vector<ParamDecl>{})),
+                             stats),
+                      pool);
+  const std::string text =
+      "Now the serpent was more subtil than any beast of the field which the LORD God had made. "
+      "And he said unto the woman, Yea, hath God said, Ye shall not eat of every tree of the "
+      "garden? And the woman said unto the serpent, We may eat of the fruit of the trees.";
+  seq.forward(m->tokenizer()->encode(text), nullptr, false);
+  io::save_bases_h5(path, stats->bases("test", seq.length()));
+}
+
+ParamValues method_params(const std::string& method, const std::map<std::string, std::string>& kv) {
+  ParamValues p(kv::KvRegistry::instance().find(method).params);
+  for (const auto& [k, v] : kv) p.set_from_string(k, v, "test: method." + k);
+  return p;
+}
+
+// OjaKV at rank = head_dim: the basis spans everything, so every principal angle to the exact
+// PCA basis is ~0 and the residual energy is 0 whatever the Oja updates do; with f32
+// coefficients the cache reproduces the exact attention up to f32 rounding.
+TEST(Fidelity, OjaKvFullRankAnglesAreZero) {
+  testing::TempDir tmp("kvlab_fid");
+  const std::string bases = tmp.sub("bases.h5");
+  calibrate_tiny(bases, "post_rope");
+  MemorySink sink;
+  const nlohmann::json r = run_fidelity(
+      "ojakv",
+      method_params("ojakv", {{"bases", bases}, {"rank_mode", "fixed"}, {"rank_k", "16"},
+                              {"rank_v", "16"}, {"coeff_dtype", "f32"}, {"update_period", "4"},
+                              {"n_start", "4"}, {"n_recent", "4"}}),
+      {{"text", write_text(tmp)}, {"prompt_tokens", "200"}, {"decode_tokens", "12"},
+       {"probe_every", "5"}},
+      &sink);
+  EXPECT_LT(r["metrics"]["k_max_angle_deg"]["max"].get<double>(), 1e-4);
+  EXPECT_LT(r["metrics"]["v_max_angle_deg"]["max"].get<double>(), 1e-4);
+  EXPECT_NEAR(r["metrics"]["k_mean_cos2"]["min"].get<double>(), 1.0, 1e-12);
+  EXPECT_LT(r["metrics"]["k_rer"]["max"].get<double>(), 1e-12);
+  EXPECT_LT(r["metrics"]["k_proj_dist"]["max"].get<double>(), 1e-6);
+  // f32 coefficients, orthonormal U [D, D]: k^ = (k U) U^T = k up to f32 rounding.
+  EXPECT_LT(r["out_rel_err"].get<double>(), 1e-5);
+  EXPECT_LT(r["metrics"]["k_recon_err"]["max"].get<double>(), 1e-10);
+  EXPECT_GT(sink.series["steps/layer_00/basis_updates"].back(), 0.0);  // Oja did run
+  EXPECT_EQ(r["metrics"]["k_rank"]["max"], 16.0);
+  EXPECT_GT(sink.series["steps/layer_01/tier_coefficients_bytes"].back(), 0.0);
+}
+
+// StaticPCA keeps its calibrated basis (angle to init 0, stale error only the f16 rounding of the
+// coefficients), OjaKV moves its basis and old coefficients go stale; for both, every recorded
+// logit error is within its bound and no rank-r basis beats the exact PCA's residual energy.
+TEST(Fidelity, StaticPcaFrozenOjaKvMoves) {
+  testing::TempDir tmp("kvlab_fid");
+  const std::string bases = tmp.sub("bases.h5");
+  calibrate_tiny(bases, "post_rope");
+  const std::map<std::string, std::string> task = {{"text", write_text(tmp)},
+                                                   {"prompt_tokens", "300"},
+                                                   {"decode_tokens", "24"},
+                                                   {"probe_every", "100"},
+                                                   {"probe_on_update", "true"}};
+  MemorySink ss, so;
+  const nlohmann::json rs = run_fidelity(
+      "static_pca", method_params("static_pca", {{"bases", bases}, {"ratio", "0.5"}}), task, &ss);
+  const nlohmann::json ro = run_fidelity(
+      "ojakv",
+      method_params("ojakv", {{"bases", bases}, {"ratio", "0.5"}, {"update_period", "8"},
+                              {"n_start", "4"}, {"n_recent", "4"}}),
+      task, &so);
+  EXPECT_LT(rs["metrics"]["k_angle_to_init_deg"]["max"].get<double>(), 1e-4);
+  EXPECT_GT(ro["metrics"]["k_angle_to_init_deg"]["final_mean"].get<double>(), 0.1);
+  EXPECT_LT(rs["metrics"]["k_stale_err"]["max"].get<double>(), 1e-5);
+  EXPECT_GT(ro["metrics"]["k_stale_err"]["max"].get<double>(),
+            10 * rs["metrics"]["k_stale_err"]["max"].get<double>());
+  // Probes: prefill, step 1, the three decode updates (steps 8, 16, 24; the last is also the
+  // final step) for OjaKV; prefill, step 1 and the last for StaticPCA.
+  EXPECT_EQ(rs["probes"], 3);
+  EXPECT_EQ(ro["probes"], 5);
+  for (MemorySink* s : {&ss, &so})
+    for (const auto& [path, v] : s->series) {
+      if (path.size() > 14 && path.substr(path.size() - 14) == "/logit_err_max") {
+        const auto& b = s->series[path.substr(0, path.size() - 14) + "/logit_bound_max"];
+        for (size_t i = 0; i < v.size(); ++i)
+          if (!std::isnan(v[i])) EXPECT_LE(v[i], b[i] * (1 + 1e-9) + 1e-12) << path;
+      }
+      if (path.size() > 6 && path.substr(path.size() - 6) == "/k_rer") {
+        const auto& o = s->series[path + "_opt"];
+        for (size_t i = 0; i < v.size(); ++i) EXPECT_GE(v[i], o[i] - 1e-12) << path;
+      }
+    }
+  // Half rank on a random model loses attention fidelity; the bytes show the compression.
+  EXPECT_GT(rs["out_rel_err"].get<double>(), 1e-3);
+  EXPECT_LT(rs["achieved_ratio"].get<double>(), 0.9);
+}
 
 TEST(Fidelity, TextTooShortNamesTheKey) {
   testing::TempDir tmp("kvlab_fid");
