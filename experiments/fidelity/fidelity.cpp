@@ -126,8 +126,7 @@ void ShadowCache::append(const float* keys, const float* values, int64_t T,
   inner_->append(keys, values, T, positions);
 }
 
-void ShadowCache::attend(const float* queries, int64_t T, const int32_t* q_positions,
-                         float* out) {
+void ShadowCache::attend(const float* queries, int64_t T, const int32_t* q_positions, float* out) {
   inner_->attend(queries, T, q_positions, out);
   if (T < 1) return;
   const int64_t HD = info_.H * info_.D;
@@ -159,8 +158,8 @@ void ShadowCache::probe_attention(int64_t g, bool with_attention) {
   const float* Kx = ex.k + g * ex.head_stride;  // rows s * ex.row_stride
   const float* Vx = ex.v + g * ex.head_stride;
   const int64_t N = ex.S;
-  const bool same_tokens = mat && static_cast<int64_t>(pm.size()) == N &&
-                           std::equal(pm.begin(), pm.end(), ex.pos);
+  const bool same_tokens =
+      mat && static_cast<int64_t>(pm.size()) == N && std::equal(pm.begin(), pm.end(), ex.pos);
 
   // Reconstruction error over every token held (materialised methods).
   double rk = kNaN, rv = kNaN;
@@ -226,7 +225,7 @@ void ShadowCache::probe_attention(int64_t g, bool with_attention) {
         }
         l[s] = a * scale;
         lm[s] = b * scale;
-        const double err = std::fabs(l[s] - lm[s]);     // |q.k - q.k^| / sqrt(D)
+        const double err = std::fabs(l[s] - lm[s]);       // |q.k - q.k^| / sqrt(D)
         const double bound = qn * std::sqrt(r2) * scale;  // ||q|| ||k - k^|| / sqrt(D)
         err_sum += err;
         err_max = std::max(err_max, err);
@@ -337,11 +336,11 @@ void ShadowCache::probe_basis(int64_t g) {
     log_->add(L, g, std::string(p) + "mean_cos2", c2 / static_cast<double>(cs.size()), "ratio");
     log_->add(L, g, std::string(p) + "proj_dist", linalg::projection_distance(*U, Pr), "frobenius");
     const double tr = trace_of(C);
-    log_->add(L, g, std::string(p) + "rer", tr > 0 ? std::max(0.0, 1.0 - captured(C, *U) / tr) : 0.0,
-              "ratio");
+    log_->add(L, g, std::string(p) + "rer",
+              tr > 0 ? std::max(0.0, 1.0 - captured(C, *U) / tr) : 0.0, "ratio");
     // The same ratio for the best rank-r subspace (the floor any rank-r basis can reach).
-    log_->add(L, g, std::string(p) + "rer_opt", tr > 0 ? std::max(0.0, 1.0 - captured(C, Pr) / tr) : 0.0,
-              "ratio");
+    log_->add(L, g, std::string(p) + "rer_opt",
+              tr > 0 ? std::max(0.0, 1.0 - captured(C, Pr) / tr) : 0.0, "ratio");
     const linalg::Mat& U0 = key ? init_k_[g] : init_v_[g];
     const std::vector<double> c0 = linalg::principal_cosines(*U, U0);
     log_->add(L, g, std::string(p) + "angle_to_init_deg",

@@ -27,12 +27,11 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "baselines/full_cache/full_cache.h"
 #include "framework/core/trace_sink.h"
@@ -108,8 +107,7 @@ class ShadowCache : public kv::KvCache {
  public:
   ShadowCache(const kv::LayerInfo& info, std::unique_ptr<kv::KvCache> inner,
               std::shared_ptr<FidelityLog> log);
-  void append(const float* keys, const float* values, int64_t T,
-              const int32_t* positions) override;
+  void append(const float* keys, const float* values, int64_t T, const int32_t* positions) override;
   void attend(const float* queries, int64_t T, const int32_t* q_positions, float* out) override;
   void end_prefill(const kv::PrefillContext& ctx) override { inner_->end_prefill(ctx); }
   MemoryReport memory() const override { return inner_->memory(); }
@@ -134,12 +132,13 @@ class ShadowCache : public kv::KvCache {
   std::unique_ptr<kv::KvCache> inner_;
   std::shared_ptr<FidelityLog> log_;
   std::shared_ptr<const Inspector> insp_;
-  baselines::FullCache exact_;             // every token's exact K, V
-  std::vector<linalg::Mat> gram_k_, gram_v_;  // [G] sums x x^T over all tokens (keys in basis frame)
-  int64_t n_ = 0;                          // tokens in the moments
+  baselines::FullCache exact_;  // every token's exact K, V
+  std::vector<linalg::Mat> gram_k_,
+      gram_v_;     // [G] sums x x^T over all tokens (keys in basis frame)
+  int64_t n_ = 0;  // tokens in the moments
   bool has_basis_ = false, has_init_ = false;
   std::vector<linalg::Mat> init_k_, init_v_;  // [G] bases at the first append (calibrated start)
-  std::vector<float> last_q_, last_out_;   // [H * D] last query row and the method's output
+  std::vector<float> last_q_, last_out_;      // [H * D] last query row and the method's output
   int32_t last_qpos_ = 0;
   bool has_query_ = false;
 };

@@ -4,10 +4,10 @@
 // attention-output, attention-logit and KL errors against the exact cache, reconstruction
 // error, and for low-rank methods the principal angles of the current basis to the exact PCA
 // basis of all keys seen so far, the residual energy ratio and bytes per tier.
-// Domain shift: give the method bases calibrated on one corpus (`kvlab calibrate --dataset kjv:...`)
-// and `task.text` from another (book:opticks); configs/fidelity_shift.yaml.
-//   trace.h5: steps/nll [decode tokens] (nats; teacher: -log p(text token), greedy: -log p(argmax)),
-//   steps/probe_step and steps/probe_position [probes], and per probe
+// Domain shift: give the method bases calibrated on one corpus (`kvlab calibrate --dataset
+// kjv:...`) and `task.text` from another (book:opticks); configs/fidelity_shift.yaml.
+//   trace.h5: steps/nll [decode tokens] (nats; teacher: -log p(text token), greedy: -log
+//   p(argmax)), steps/probe_step and steps/probe_position [probes], and per probe
 //   steps/layer_LL/head_G/<metric>, steps/layer_LL/<metric> (names: results/README.md).
 #include <algorithm>
 #include <cmath>
@@ -50,11 +50,11 @@ nlohmann::json run_fidelity(const RunContext& ctx) {
   model::SequenceOptions so;
   so.prefill_chunk = ctx.task.get_int("chunk");
   so.max_context = P + N;
-  model::Sequence seq(ctx.model, fidelity::make_shadow_factory(ctx.make_cache, log), *ctx.pool,
-                      so);
+  model::Sequence seq(ctx.model, fidelity::make_shadow_factory(ctx.make_cache, log), *ctx.pool, so);
   const int64_t L = m.config().num_hidden_layers, V = m.config().vocab_size;
   std::vector<fidelity::ShadowCache*> shadows;
-  for (int64_t l = 0; l < L; ++l) shadows.push_back(&dynamic_cast<fidelity::ShadowCache&>(seq.cache(l)));
+  for (int64_t l = 0; l < L; ++l)
+    shadows.push_back(&dynamic_cast<fidelity::ShadowCache&>(seq.cache(l)));
   auto updates = [&] {
     int64_t u = 0;
     for (auto* s : shadows) u += std::max<int64_t>(0, s->inspector().basis_updates());
@@ -85,14 +85,16 @@ nlohmann::json run_fidelity(const RunContext& ctx) {
       if (teacher) {
         next = ids[static_cast<size_t>(P + i)];
       } else {
-        next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+        next =
+            static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
       }
       const double nll = model::log_sum_exp(logits) - logits[static_cast<size_t>(next)];
       nll_sum += nll;
       if (ctx.trace) ctx.trace->append_scalar("steps/nll", nll, "nats");
       seq.forward(std::span<const int32_t>(&next, 1), logits.data(), false);
       const int64_t u = updates();
-      if (i % every == 0 || i == N - 1 || (probe_on_update && u != last_updates)) probe(i + 1, true);
+      if (i % every == 0 || i == N - 1 || (probe_on_update && u != last_updates))
+        probe(i + 1, true);
       last_updates = u;
       progress.advance();
     }
@@ -113,31 +115,30 @@ nlohmann::json run_fidelity(const RunContext& ctx) {
     return mt.contains(name) ? mt[name][stat] : nlohmann::json(nullptr);
   };
   const MemoryReport mem = seq.memory();
-  nlohmann::json r = {
-      {"headline", "out_rel_err"},
-      {"out_rel_err", pick("out_rel_err", "mean")},
-      {"attn_kl", pick("attn_kl", "mean")},
-      {"logit_err_max", pick("logit_err_max", "max")},
-      {"k_max_angle_deg", pick("k_max_angle_deg", "final_mean")},
-      {"k_rer", pick("k_rer", "final_mean")},
-      {"v_rer", pick("v_rer", "final_mean")},
-      {"achieved_ratio", pick("achieved_ratio", "final_mean")},
-      {"nll_mean", N > 0 ? nlohmann::json(nll_sum / N) : nlohmann::json(nullptr)},
-      {"prompt_tokens", P},
-      {"decode_tokens", N},
-      {"decode", teacher ? "teacher" : "greedy"},
-      {"probes", log->probes()},
-      {"prefill_seconds", prefill_s},
-      {"seconds", secs},
-      {"metrics", mt},
-      {"by_layer", s["by_layer"]},
-      {"kv_memory",
-       {{"device_bytes", mem.device_bytes},
-        {"host_bytes", mem.host_bytes},
-        {"workspace_bytes", mem.workspace_bytes},
-        {"full_tokens", mem.full_tokens},
-        {"compressed_tokens", mem.compressed_tokens},
-        {"evicted_tokens", mem.evicted_tokens}}}};
+  nlohmann::json r = {{"headline", "out_rel_err"},
+                      {"out_rel_err", pick("out_rel_err", "mean")},
+                      {"attn_kl", pick("attn_kl", "mean")},
+                      {"logit_err_max", pick("logit_err_max", "max")},
+                      {"k_max_angle_deg", pick("k_max_angle_deg", "final_mean")},
+                      {"k_rer", pick("k_rer", "final_mean")},
+                      {"v_rer", pick("v_rer", "final_mean")},
+                      {"achieved_ratio", pick("achieved_ratio", "final_mean")},
+                      {"nll_mean", N > 0 ? nlohmann::json(nll_sum / N) : nlohmann::json(nullptr)},
+                      {"prompt_tokens", P},
+                      {"decode_tokens", N},
+                      {"decode", teacher ? "teacher" : "greedy"},
+                      {"probes", log->probes()},
+                      {"prefill_seconds", prefill_s},
+                      {"seconds", secs},
+                      {"metrics", mt},
+                      {"by_layer", s["by_layer"]},
+                      {"kv_memory",
+                       {{"device_bytes", mem.device_bytes},
+                        {"host_bytes", mem.host_bytes},
+                        {"workspace_bytes", mem.workspace_bytes},
+                        {"full_tokens", mem.full_tokens},
+                        {"compressed_tokens", mem.compressed_tokens},
+                        {"evicted_tokens", mem.evicted_tokens}}}};
   return r;
 }
 
@@ -151,24 +152,68 @@ KVLAB_REGISTER_EXPERIMENT(
         "exact cache, reconstruction error, and for low-rank methods (OjaKV, StaticPCA) the "
         "principal angles to the exact top-r PCA basis of all keys seen so far, the residual "
         "energy ratio and bytes per tier (methods.md 1.9). Traces per probe in trace.h5.",
-        {{"text", ParamDecl::Type::kString, std::string("kjv:Ruth1:1-Ruth4:22"), std::nullopt,
-          std::nullopt, {}, "text source: kjv:RANGE, book:NAME, corpus:SPLIT, file:PATH"},
-         {"prompt_tokens", ParamDecl::Type::kInt, int64_t{1024}, 1.0, std::nullopt, {},
+        {{"text",
+          ParamDecl::Type::kString,
+          std::string("kjv:Ruth1:1-Ruth4:22"),
+          std::nullopt,
+          std::nullopt,
+          {},
+          "text source: kjv:RANGE, book:NAME, corpus:SPLIT, file:PATH"},
+         {"prompt_tokens",
+          ParamDecl::Type::kInt,
+          int64_t{1024},
+          1.0,
+          std::nullopt,
+          {},
           "prompt tokens prefilled (BOS included) before decoding"},
-         {"decode_tokens", ParamDecl::Type::kInt, int64_t{256}, 1.0, std::nullopt, {},
+         {"decode_tokens",
+          ParamDecl::Type::kInt,
+          int64_t{256},
+          1.0,
+          std::nullopt,
+          {},
           "decode steps after the prompt"},
-         {"decode", ParamDecl::Type::kChoice, std::string("teacher"), std::nullopt, std::nullopt,
+         {"decode",
+          ParamDecl::Type::kChoice,
+          std::string("teacher"),
+          std::nullopt,
+          std::nullopt,
           {"teacher", "greedy"},
           "teacher: feed the text's next token; greedy: feed the model's argmax"},
-         {"probe_every", ParamDecl::Type::kInt, int64_t{16}, 1.0, std::nullopt, {},
+         {"probe_every",
+          ParamDecl::Type::kInt,
+          int64_t{16},
+          1.0,
+          std::nullopt,
+          {},
           "probe at decode steps 1, 1 + k, 1 + 2k, ... and the last"},
-         {"probe_prefill", ParamDecl::Type::kBool, true, std::nullopt, std::nullopt, {},
+         {"probe_prefill",
+          ParamDecl::Type::kBool,
+          true,
+          std::nullopt,
+          std::nullopt,
+          {},
           "also probe right after end_prefill (subspace and bytes; no attention metrics)"},
-         {"probe_on_update", ParamDecl::Type::kBool, false, std::nullopt, std::nullopt, {},
+         {"probe_on_update",
+          ParamDecl::Type::kBool,
+          false,
+          std::nullopt,
+          std::nullopt,
+          {},
           "also probe at every decode step where a layer's basis was updated"},
-         {"bos", ParamDecl::Type::kBool, true, std::nullopt, std::nullopt, {},
+         {"bos",
+          ParamDecl::Type::kBool,
+          true,
+          std::nullopt,
+          std::nullopt,
+          {},
           "prepend the model's BOS token"},
-         {"chunk", ParamDecl::Type::kInt, int64_t{512}, 1.0, std::nullopt, {},
+         {"chunk",
+          ParamDecl::Type::kInt,
+          int64_t{512},
+          1.0,
+          std::nullopt,
+          {},
           "prefill chunk in tokens (bounds activation memory)"}},
         run_fidelity}));
 

@@ -51,8 +51,9 @@ class OjaKvInspector : public Inspector {
   int64_t basis_updates() const override { return c_.basis_updates(); }
   std::vector<std::pair<std::string, int64_t>> tier_bytes() const override {
     const methods::OjaKvCache::Tiers t = c_.tiers();
-    return {{"anchors", t.anchors}, {"coefficients", t.coefficients}, {"bases", t.bases},
-            {"buffer", t.buffer},   {"index", t.index},               {"workspace", t.workspace}};
+    return {{"anchors", t.anchors}, {"coefficients", t.coefficients},
+            {"bases", t.bases},     {"buffer", t.buffer},
+            {"index", t.index},     {"workspace", t.workspace}};
   }
   std::vector<std::pair<std::string, int64_t>> token_states() const override {
     const methods::OjaKvCache::Tokens t = c_.tokens();
@@ -67,7 +68,8 @@ class OjaKvInspector : public Inspector {
 
 std::shared_ptr<const Inspector> inspect(const kv::KvCache& c) {
   if (const auto* self = dynamic_cast<const Inspector*>(&c))
-    return std::shared_ptr<const Inspector>(std::shared_ptr<const Inspector>(), self);  // non-owning
+    return std::shared_ptr<const Inspector>(std::shared_ptr<const Inspector>(),
+                                            self);  // non-owning
   if (const auto* full = dynamic_cast<const baselines::FullCache*>(&c))
     return std::make_shared<FullCacheInspector>(*full);
   if (const auto* oja = dynamic_cast<const methods::OjaKvCache*>(&c))

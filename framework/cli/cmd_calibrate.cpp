@@ -26,8 +26,7 @@ namespace {
 // The first `n` tokens of `text` (or all of it when shorter) without tokenizing the whole text:
 // encodes a growing prefix, cut at a UTF-8 character boundary, until it yields more than n
 // tokens (the extra token absorbs a word cut at the prefix end).
-std::vector<int32_t> first_tokens(const model::Tokenizer& tok, const std::string& text,
-                                  int64_t n) {
+std::vector<int32_t> first_tokens(const model::Tokenizer& tok, const std::string& text, int64_t n) {
   size_t len = std::min(text.size(), static_cast<size_t>(8 * n + 4096));
   for (;;) {
     while (len < text.size() && (static_cast<unsigned char>(text[len]) & 0xC0) == 0x80) ++len;
@@ -43,22 +42,23 @@ std::vector<int32_t> first_tokens(const model::Tokenizer& tok, const std::string
 }  // namespace
 
 int cmd_calibrate(int argc, char** argv, int first) {
-  Args a("calibrate",
-         "Runs the model over a calibration text with the full cache, accumulates per (layer, KV "
-         "head) f64 second moments of the group's queries, the keys and the values, and writes "
-         "their eigenbases (qk = eig(QtQ/|Q| + KtK/|K|), k = eig(KtK/|K|), v = eig(VtV/|V|)) to "
-         "an HDF5 bases file for StaticPCA / OjaKV (methods.md 1.3 step 0).",
-         {{"model", "DIR", "model folder (config.json, model.safetensors, tokenizer.json)", "", true},
-          {"dataset", "SPEC", "calibration text: kjv:RANGE, book:NAME, corpus:SPLIT, file:PATH",
-           "", true},
-          {"tokens", "N", "calibration text tokens to run (BOS tokens not counted)", "", true},
-          {"seq-len", "L", "text tokens per sequence; each starts at position 0", "512"},
-          {"frame", "F", "post_rope (what caches store) or pre_rope (keys/queries un-rotated)",
-           "post_rope"},
-          {"no-bos", "", "do not start each sequence with the model's BOS token"},
-          {"threads", "N", "worker threads (0: all hardware threads)", "0"},
-          {"out", "FILE.h5", "bases file to write (atomically: FILE.h5.tmp, then renamed)", "",
-           true}});
+  Args a(
+      "calibrate",
+      "Runs the model over a calibration text with the full cache, accumulates per (layer, KV "
+      "head) f64 second moments of the group's queries, the keys and the values, and writes "
+      "their eigenbases (qk = eig(QtQ/|Q| + KtK/|K|), k = eig(KtK/|K|), v = eig(VtV/|V|)) to "
+      "an HDF5 bases file for StaticPCA / OjaKV (methods.md 1.3 step 0).",
+      {{"model", "DIR", "model folder (config.json, model.safetensors, tokenizer.json)", "", true},
+       {"dataset", "SPEC", "calibration text: kjv:RANGE, book:NAME, corpus:SPLIT, file:PATH", "",
+        true},
+       {"tokens", "N", "calibration text tokens to run (BOS tokens not counted)", "", true},
+       {"seq-len", "L", "text tokens per sequence; each starts at position 0", "512"},
+       {"frame", "F", "post_rope (what caches store) or pre_rope (keys/queries un-rotated)",
+        "post_rope"},
+       {"no-bos", "", "do not start each sequence with the model's BOS token"},
+       {"threads", "N", "worker threads (0: all hardware threads)", "0"},
+       {"out", "FILE.h5", "bases file to write (atomically: FILE.h5.tmp, then renamed)", "",
+        true}});
   if (!a.parse(argc, argv, first)) return 0;
   const int64_t n_tokens = a.get_int("tokens"), seq_len = a.get_int("seq-len");
   if (n_tokens < 1) fail("--tokens must be >= 1, got ", n_tokens);
@@ -95,8 +95,8 @@ int cmd_calibrate(int argc, char** argv, int first) {
   const int32_t bos_id = bos ? static_cast<int32_t>(m->config().bos_token_ids[0]) : 0;
 
   const model::ModelConfig& c = m->config();
-  auto stats = std::make_shared<kv::CalibrationStats>(
-      c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads, c.head_dim, frame);
+  auto stats = std::make_shared<kv::CalibrationStats>(c.num_hidden_layers, c.num_attention_heads,
+                                                      c.num_key_value_heads, c.head_dim, frame);
   const auto& reg = kv::KvRegistry::instance();
   const kv::KvFactory make = kv::make_calibration_factory(
       kv::make_kv_factory("full_cache", ParamValues(reg.find("full_cache").params)), stats);
@@ -134,7 +134,8 @@ int cmd_calibrate(int argc, char** argv, int first) {
       rk += linalg::rank_for_energy(b.get(kv::BasisKind::k, l, g).values, 0.9);
       rv += linalg::rank_for_energy(b.get(kv::BasisKind::v, l, g).values, 0.9);
     }
-    std::fprintf(stderr, "  layer %02lld: rank for 90%% energy (mean over %lld KV heads, of %lld): "
+    std::fprintf(stderr,
+                 "  layer %02lld: rank for 90%% energy (mean over %lld KV heads, of %lld): "
                  "qk %.1f, k %.1f, v %.1f\n",
                  static_cast<long long>(l), static_cast<long long>(b.G),
                  static_cast<long long>(b.D), rqk / b.G, rk / b.G, rv / b.G);

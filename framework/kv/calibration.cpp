@@ -28,9 +28,8 @@ CalibrationStats::CalibrationStats(int64_t n_layers, int64_t H, int64_t G, int64
 
 namespace {
 // x [T, n_heads, D] in the requested frame: the input itself (post-RoPE) or an un-rotated copy.
-const float* in_frame(CalibrationFrame frame, const float* x, int64_t T, int64_t n_heads,
-                      int64_t D, const int32_t* positions, const cpu::Rope* rope,
-                      std::vector<float>& copy) {
+const float* in_frame(CalibrationFrame frame, const float* x, int64_t T, int64_t n_heads, int64_t D,
+                      const int32_t* positions, const cpu::Rope* rope, std::vector<float>& copy) {
   if (frame == CalibrationFrame::post_rope) return x;
   KVLAB_CHECK(rope != nullptr) << "pre_rope calibration needs LayerInfo.rope";
   copy.assign(x, x + T * n_heads * D);
@@ -48,8 +47,8 @@ void run_tasks(ThreadPool* pool, int64_t n, const std::function<void(int64_t, in
 }  // namespace
 
 void CalibrationStats::add_keys_values(int64_t layer, const float* keys, const float* values,
-                                       int64_t T, const int32_t* positions,
-                                       const cpu::Rope* rope, ThreadPool* pool) {
+                                       int64_t T, const int32_t* positions, const cpu::Rope* rope,
+                                       ThreadPool* pool) {
   KVLAB_CHECK(layer >= 0 && layer < L_) << "layer " << layer;
   std::vector<float> copy;
   const float* k = in_frame(frame_, keys, T, G_, D_, positions, rope, copy);

@@ -79,8 +79,7 @@ class CalibrationRecorder : public KvCache {
  public:
   CalibrationRecorder(const LayerInfo& info, std::unique_ptr<KvCache> inner,
                       std::shared_ptr<CalibrationStats> stats);
-  void append(const float* keys, const float* values, int64_t T,
-              const int32_t* positions) override;
+  void append(const float* keys, const float* values, int64_t T, const int32_t* positions) override;
   void attend(const float* queries, int64_t T, const int32_t* q_positions, float* out) override;
   void end_prefill(const PrefillContext& ctx) override { inner_->end_prefill(ctx); }
   MemoryReport memory() const override { return inner_->memory(); }

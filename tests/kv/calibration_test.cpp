@@ -104,9 +104,9 @@ TEST(CalibrationRecorder, LogitsEqualFullCache) {
   const auto& c = m->config();
   ThreadPool pool(2);
   const auto ids = token_ids(40, c.vocab_size, 3);
-  auto stats = std::make_shared<kv::CalibrationStats>(
-      c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads, c.head_dim,
-      kv::CalibrationFrame::pre_rope);
+  auto stats = std::make_shared<kv::CalibrationStats>(c.num_hidden_layers, c.num_attention_heads,
+                                                      c.num_key_value_heads, c.head_dim,
+                                                      kv::CalibrationFrame::pre_rope);
   model::SequenceOptions so;
   so.prefill_chunk = 16;  // 37-token prompt: chunks of 16, 16, 5
   model::Sequence ref(m, full_cache_factory(), pool, so);
@@ -141,8 +141,8 @@ TEST(CalibrationStats, SavedBasesAreEigenbasesOfIndependentMoments) {
   auto stats = std::make_shared<kv::CalibrationStats>(L, H, G, D, kv::CalibrationFrame::post_rope);
   std::vector<Captured> cap(static_cast<size_t>(L));
   kv::KvFactory capture = [&](const kv::LayerInfo& info) {
-    return std::unique_ptr<kv::KvCache>(
-        new CapturingCache(info, full_cache_factory()(info), &cap[static_cast<size_t>(info.layer)]));
+    return std::unique_ptr<kv::KvCache>(new CapturingCache(info, full_cache_factory()(info),
+                                                           &cap[static_cast<size_t>(info.layer)]));
   };
   // Two sequences (the stats accumulate across them), the second decoded token by token.
   const auto make = kv::make_calibration_factory(capture, stats);
@@ -172,9 +172,12 @@ TEST(CalibrationStats, SavedBasesAreEigenbasesOfIndependentMoments) {
       ASSERT_EQ(nq, 56 * rep);
       const linalg::Mat QK = plus(scaled(Qs, 1.0 / nq), K);
       // Same sums in a different order: f64 round-off only.
-      EXPECT_LT(max_abs_diff(stats->moment(kv::BasisKind::k, l, g), K), 1e-12 * (1 + linalg::frobenius(K)));
-      EXPECT_LT(max_abs_diff(stats->moment(kv::BasisKind::v, l, g), Vm), 1e-12 * (1 + linalg::frobenius(Vm)));
-      EXPECT_LT(max_abs_diff(stats->moment(kv::BasisKind::qk, l, g), QK), 1e-12 * (1 + linalg::frobenius(QK)));
+      EXPECT_LT(max_abs_diff(stats->moment(kv::BasisKind::k, l, g), K),
+                1e-12 * (1 + linalg::frobenius(K)));
+      EXPECT_LT(max_abs_diff(stats->moment(kv::BasisKind::v, l, g), Vm),
+                1e-12 * (1 + linalg::frobenius(Vm)));
+      EXPECT_LT(max_abs_diff(stats->moment(kv::BasisKind::qk, l, g), QK),
+                1e-12 * (1 + linalg::frobenius(QK)));
       for (auto [kind, M] : {std::pair{kv::BasisKind::qk, &QK}, std::pair{kv::BasisKind::k, &K},
                              std::pair{kv::BasisKind::v, &Vm}}) {
         const kv::Eigenbasis& e = b.get(kind, l, g);
@@ -187,7 +190,8 @@ TEST(CalibrationStats, SavedBasesAreEigenbasesOfIndependentMoments) {
           if (j > 0) {
             EXPECT_LE(e.values[j], e.values[j - 1]);
           }
-          // ||M u - lambda u|| with u, lambda stored in f32 (rel. rounding 6e-8 each): <= 1e-6 ||M||.
+          // ||M u - lambda u|| with u, lambda stored in f32 (rel. rounding 6e-8 each): <= 1e-6
+          // ||M||.
           double r2 = 0;
           for (int64_t i = 0; i < D; ++i) {
             double mu = 0;
@@ -251,7 +255,8 @@ TEST(CalibrationStats, PreRopeFrameUnrotates) {
     const linalg::Mat K = scaled(moment_f64(k_pre, G * D, g * D, D), 1.0 / S);
     const linalg::Mat Kp = pre.moment(kv::BasisKind::k, 0, g);
     EXPECT_LT(max_abs_diff(Kp, K), 1e-5 * linalg::frobenius(K)) << "head " << g;
-    EXPECT_EQ(max_abs_diff(pre.moment(kv::BasisKind::v, 0, g), post.moment(kv::BasisKind::v, 0, g)), 0.0);
+    EXPECT_EQ(max_abs_diff(pre.moment(kv::BasisKind::v, 0, g), post.moment(kv::BasisKind::v, 0, g)),
+              0.0);
     for (kv::BasisKind kind : {kv::BasisKind::k, kv::BasisKind::qk}) {
       // Pre frame: the planted subspace, up to the f32 round trip.
       EXPECT_LT(linalg::projection_distance(bp.get(kind, 0, g).top(r), U), 1e-4)

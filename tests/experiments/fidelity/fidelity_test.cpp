@@ -66,25 +66,29 @@ nlohmann::json run_fidelity(const std::string& method, const ParamValues& mp,
 TEST(Fidelity, FullCacheErrorsAreExactlyZero) {
   testing::TempDir tmp("kvlab_fid");
   MemorySink sink;
-  const nlohmann::json r = run_fidelity(
-      "full_cache", ParamValues(std::vector<ParamDecl>{}),
-      {{"text", write_text(tmp)}, {"prompt_tokens", "300"}, {"decode_tokens", "20"},
-       {"probe_every", "7"}, {"chunk", "128"}},
-      &sink);
+  const nlohmann::json r = run_fidelity("full_cache", ParamValues(std::vector<ParamDecl>{}),
+                                        {{"text", write_text(tmp)},
+                                         {"prompt_tokens", "300"},
+                                         {"decode_tokens", "20"},
+                                         {"probe_every", "7"},
+                                         {"chunk", "128"}},
+                                        &sink);
   // Probes: after prefill, decode steps 1, 8, 15 and the last (20).
   EXPECT_EQ(r["probes"], 5);
   EXPECT_EQ(sink.series["steps/probe_step"], (std::vector<double>{0, 1, 8, 15, 20}));
   EXPECT_EQ(sink.series["steps/nll"].size(), 20u);
   int checked = 0;
   for (const auto& [path, v] : sink.series) {
-    const bool err = path.find("_err") != std::string::npos || path.find("attn_kl") != std::string::npos ||
+    const bool err = path.find("_err") != std::string::npos ||
+                     path.find("attn_kl") != std::string::npos ||
                      path.find("logit_bound") != std::string::npos;
     if (!err) continue;
     ASSERT_EQ(v.size(), 5u) << path;
     // The prefill probe has no decode query: attention metrics are NaN there, reconstruction is 0.
     const bool attention = path.find("recon") == std::string::npos;
     EXPECT_EQ(std::isnan(v[0]), attention) << path;
-    for (size_t i = attention ? 1 : 0; i < v.size(); ++i) EXPECT_EQ(v[i], 0.0) << path << " probe " << i;
+    for (size_t i = attention ? 1 : 0; i < v.size(); ++i)
+      EXPECT_EQ(v[i], 0.0) << path << " probe " << i;
     ++checked;
   }
   // tiny: 2 layers x 2 KV heads x 9 error series (no basis: no stale/compressed series).
@@ -106,11 +110,13 @@ TEST(Fidelity, EvictionMethodGetsOutputErrorAndBytes) {
   const auto& reg = kv::KvRegistry::instance();
   ParamValues p(reg.find("streaming_llm").params);
   p.set_from_string("window", "32", "test");
-  const nlohmann::json r = run_fidelity(
-      "streaming_llm", p,
-      {{"text", write_text(tmp)}, {"prompt_tokens", "200"}, {"decode_tokens", "8"},
-       {"probe_every", "4"}, {"probe_prefill", "false"}},
-      &sink);
+  const nlohmann::json r = run_fidelity("streaming_llm", p,
+                                        {{"text", write_text(tmp)},
+                                         {"prompt_tokens", "200"},
+                                         {"decode_tokens", "8"},
+                                         {"probe_every", "4"},
+                                         {"probe_prefill", "false"}},
+                                        &sink);
   EXPECT_GT(r["out_rel_err"].get<double>(), 1e-4);
   EXPECT_TRUE(r["attn_kl"].is_null());
   EXPECT_TRUE(std::isnan(sink.series["steps/layer_00/head_1/logit_err_mean"].back()));
@@ -146,8 +152,8 @@ class PlantedCache : public kv::KvCache, public Inspector {
     k_.insert(k_.end(), k.begin(), k.end());
   }
   void attend(const float* q, int64_t T, const int32_t* qp, float* out) override {
-    cpu::KvView v{k_.data(), v_.data(), static_cast<int64_t>(pos_.size()), info_.D,
-                  info_.G * info_.D, pos_.data()};
+    cpu::KvView v{k_.data(), v_.data(),         static_cast<int64_t>(pos_.size()),
+                  info_.D,   info_.G * info_.D, pos_.data()};
     cpu::attention_ref(q, T, qp, v, {info_.H, info_.G, info_.D, info_.scale}, out, nullptr);
   }
   MemoryReport memory() const override { return {}; }
@@ -229,7 +235,8 @@ void planted_subspace_check(bool pre_rope) {
   const linalg::Mat P = linalg::leading_columns(Qm, r);
   for (int64_t g = 0; g < G; ++g) {
     linalg::Mat U = P;
-    for (int64_t i = 0; i < D; ++i) U(i, 0) = std::cos(theta) * Qm(i, 0) + std::sin(theta) * Qm(i, r);
+    for (int64_t i = 0; i < D; ++i)
+      U(i, 0) = std::cos(theta) * Qm(i, 0) + std::sin(theta) * Qm(i, r);
     Uk.push_back(U);
     Uv.push_back(P);
   }
@@ -281,7 +288,8 @@ void planted_subspace_check(bool pre_rope) {
     EXPECT_NEAR(rec_deg, theta * 180.0 / M_PI, 0.05) << "head " << g;
     EXPECT_NEAR(last_value(*log, g, "k_mean_cos2"),
                 (cs[0] * cs[0] + cs[1] * cs[1] + cs[2] * cs[2]) / 3, tol);
-    EXPECT_NEAR(last_value(*log, g, "k_proj_dist"), linalg::projection_distance(Uk[g], pk.basis), tol);
+    EXPECT_NEAR(last_value(*log, g, "k_proj_dist"), linalg::projection_distance(Uk[g], pk.basis),
+                tol);
     EXPECT_LT(last_value(*log, g, "v_max_angle_deg"), 0.05);
     // RER = ||K - K U U^T||^2 / ||K||^2 directly (f32 rows, f64 sums).
     double num = 0, den = 0;
@@ -378,14 +386,15 @@ TEST(Fidelity, PlantedSubspaceAnglesPreRopeFrame) { planted_subspace_check(true)
 void calibrate_tiny(const std::string& path, const std::string& frame) {
   auto m = testing::tiny_model();
   const auto& c = m->config();
-  auto stats = std::make_shared<kv::CalibrationStats>(
-      c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads, c.head_dim,
-      kv::parse_calibration_frame(frame, "test"));
+  auto stats = std::make_shared<kv::CalibrationStats>(c.num_hidden_layers, c.num_attention_heads,
+                                                      c.num_key_value_heads, c.head_dim,
+                                                      kv::parse_calibration_frame(frame, "test"));
   ThreadPool pool(2);
-  model::Sequence seq(m, kv::make_calibration_factory(
-                             kv::make_kv_factory("full_cache", ParamValues(std::vector<ParamDecl>{})),
-                             stats),
-                      pool);
+  model::Sequence seq(
+      m,
+      kv::make_calibration_factory(
+          kv::make_kv_factory("full_cache", ParamValues(std::vector<ParamDecl>{})), stats),
+      pool);
   const std::string text =
       "Now the serpent was more subtil than any beast of the field which the LORD God had made. "
       "And he said unto the woman, Yea, hath God said, Ye shall not eat of every tree of the "
@@ -408,14 +417,20 @@ TEST(Fidelity, OjaKvFullRankAnglesAreZero) {
   const std::string bases = tmp.sub("bases.h5");
   calibrate_tiny(bases, "post_rope");
   MemorySink sink;
-  const nlohmann::json r = run_fidelity(
-      "ojakv",
-      method_params("ojakv", {{"bases", bases}, {"rank_mode", "fixed"}, {"rank_k", "16"},
-                              {"rank_v", "16"}, {"coeff_dtype", "f32"}, {"update_period", "4"},
-                              {"n_start", "4"}, {"n_recent", "4"}}),
-      {{"text", write_text(tmp)}, {"prompt_tokens", "200"}, {"decode_tokens", "12"},
-       {"probe_every", "5"}},
-      &sink);
+  const nlohmann::json r = run_fidelity("ojakv",
+                                        method_params("ojakv", {{"bases", bases},
+                                                                {"rank_mode", "fixed"},
+                                                                {"rank_k", "16"},
+                                                                {"rank_v", "16"},
+                                                                {"coeff_dtype", "f32"},
+                                                                {"update_period", "4"},
+                                                                {"n_start", "4"},
+                                                                {"n_recent", "4"}}),
+                                        {{"text", write_text(tmp)},
+                                         {"prompt_tokens", "200"},
+                                         {"decode_tokens", "12"},
+                                         {"probe_every", "5"}},
+                                        &sink);
   EXPECT_LT(r["metrics"]["k_max_angle_deg"]["max"].get<double>(), 1e-4);
   EXPECT_LT(r["metrics"]["v_max_angle_deg"]["max"].get<double>(), 1e-4);
   EXPECT_NEAR(r["metrics"]["k_mean_cos2"]["min"].get<double>(), 1.0, 1e-12);
@@ -444,11 +459,13 @@ TEST(Fidelity, StaticPcaFrozenOjaKvMoves) {
   MemorySink ss, so;
   const nlohmann::json rs = run_fidelity(
       "static_pca", method_params("static_pca", {{"bases", bases}, {"ratio", "0.5"}}), task, &ss);
-  const nlohmann::json ro = run_fidelity(
-      "ojakv",
-      method_params("ojakv", {{"bases", bases}, {"ratio", "0.5"}, {"update_period", "8"},
-                              {"n_start", "4"}, {"n_recent", "4"}}),
-      task, &so);
+  const nlohmann::json ro = run_fidelity("ojakv",
+                                         method_params("ojakv", {{"bases", bases},
+                                                                 {"ratio", "0.5"},
+                                                                 {"update_period", "8"},
+                                                                 {"n_start", "4"},
+                                                                 {"n_recent", "4"}}),
+                                         task, &so);
   EXPECT_LT(rs["metrics"]["k_angle_to_init_deg"]["max"].get<double>(), 1e-4);
   EXPECT_GT(ro["metrics"]["k_angle_to_init_deg"]["final_mean"].get<double>(), 0.1);
   EXPECT_LT(rs["metrics"]["k_stale_err"]["max"].get<double>(), 1e-5);
@@ -461,13 +478,14 @@ TEST(Fidelity, StaticPcaFrozenOjaKvMoves) {
   for (MemorySink* s : {&ss, &so})
     for (const auto& [path, v] : s->series) {
       if (path.size() > 14 && path.substr(path.size() - 14) == "/logit_err_max") {
-        const auto& b = s->series[path.substr(0, path.size() - 14) + "/logit_bound_max"];
-        for (size_t i = 0; i < v.size(); ++i)
-          if (!std::isnan(v[i])) EXPECT_LE(v[i], b[i] * (1 + 1e-9) + 1e-12) << path;
+        const auto& b = s->series.at(path.substr(0, path.size() - 14) + "/logit_bound_max");
+        for (size_t i = 0; i < v.size(); ++i) {
+          if (!std::isnan(v[i])) EXPECT_LE(v[i], b.at(i) * (1 + 1e-9) + 1e-12) << path;
+        }
       }
       if (path.size() > 6 && path.substr(path.size() - 6) == "/k_rer") {
-        const auto& o = s->series[path + "_opt"];
-        for (size_t i = 0; i < v.size(); ++i) EXPECT_GE(v[i], o[i] - 1e-12) << path;
+        const auto& o = s->series.at(path + "_opt");
+        for (size_t i = 0; i < v.size(); ++i) EXPECT_GE(v[i], o.at(i) - 1e-12) << path;
       }
     }
   // Half rank on a random model loses attention fidelity; the bytes show the compression.
