@@ -480,7 +480,9 @@ TEST(Fidelity, StaticPcaFrozenOjaKvMoves) {
       if (path.size() > 14 && path.substr(path.size() - 14) == "/logit_err_max") {
         const auto& b = s->series.at(path.substr(0, path.size() - 14) + "/logit_bound_max");
         for (size_t i = 0; i < v.size(); ++i) {
-          if (!std::isnan(v[i])) EXPECT_LE(v[i], b.at(i) * (1 + 1e-9) + 1e-12) << path;
+          if (!std::isnan(v[i])) {
+            EXPECT_LE(v[i], b.at(i) * (1 + 1e-9) + 1e-12) << path;
+          }
         }
       }
       if (path.size() > 6 && path.substr(path.size() - 6) == "/k_rer") {
