@@ -120,6 +120,8 @@ nlohmann::json run_fidelity(const RunContext& ctx) {
                       {"attn_kl", pick("attn_kl", "mean")},
                       {"logit_err_max", pick("logit_err_max", "max")},
                       {"k_max_angle_deg", pick("k_max_angle_deg", "final_mean")},
+                      {"k_mean_cos2", pick("k_mean_cos2", "final_mean")},
+                      {"v_max_angle_deg", pick("v_max_angle_deg", "final_mean")},
                       {"k_rer", pick("k_rer", "final_mean")},
                       {"v_rer", pick("v_rer", "final_mean")},
                       {"achieved_ratio", pick("achieved_ratio", "final_mean")},

@@ -495,6 +495,25 @@ TEST(Fidelity, StaticPcaFrozenOjaKvMoves) {
   EXPECT_LT(rs["achieved_ratio"].get<double>(), 0.9);
 }
 
+// Greedy decoding feeds the model's own argmax, so it needs only the prompt from the text; the
+// recorded NLL is that of the chosen (most likely) token, never above log V.
+TEST(Fidelity, GreedyDecodeNeedsOnlyThePrompt) {
+  testing::TempDir tmp("kvlab_fid");
+  const std::string p = tmp.sub("short.txt");
+  std::ofstream(p) << std::string(60, 'a');
+  MemorySink sink;
+  const nlohmann::json r = run_fidelity(
+      "full_cache", ParamValues(std::vector<ParamDecl>{}),
+      {{"text", "file:" + p}, {"prompt_tokens", "40"}, {"decode_tokens", "30"},
+       {"decode", "greedy"}},
+      &sink);
+  EXPECT_EQ(r["decode"], "greedy");
+  EXPECT_EQ(r["out_rel_err"], 0.0);
+  ASSERT_EQ(sink.series["steps/nll"].size(), 30u);
+  for (double x : sink.series["steps/nll"]) EXPECT_LE(x, std::log(258.0));
+  EXPECT_EQ(sink.series["steps/layer_00/full_tokens"].back(), 70.0);
+}
+
 TEST(Fidelity, TextTooShortNamesTheKey) {
   testing::TempDir tmp("kvlab_fid");
   try {
