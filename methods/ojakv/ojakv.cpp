@@ -12,7 +12,9 @@
 namespace kvlab::methods {
 namespace {
 
-constexpr uint8_t kCompressed = 0, kAnchor = 1, kBuffered = 2;
+// Token states. kPrompt: before end_prefill (compressed prefill), an anchor read from the exact
+// prompt copy (row i of pk_/pv_).
+constexpr uint8_t kCompressed = 0, kAnchor = 1, kBuffered = 2, kPrompt = 3;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 DType parse_dtype(const std::string& s) {
@@ -207,13 +209,14 @@ struct OjaKvCache::Head {
   int64_t rk = 0, rv = 0;
   linalg::Mat Uk, Uv;               // [D, r] f64 (the master copies)
   std::vector<float> ukT, uvT;      // [r, D] f32 copies of U^T for reconstruction and latent q U
-  std::vector<uint8_t> state;       // [N] kCompressed / kAnchor / kBuffered
+  std::vector<uint8_t> state;       // [N] kCompressed / kAnchor / kBuffered / kPrompt
   std::vector<int32_t> slot;        // [N] anchor slot, coefficient row or buffer row
   std::vector<float> ak, av;        // anchor rows [slots, D]
   std::vector<int32_t> free_slots;  // anchor slots released by the sliding window
   int64_t n_anchor = 0;
   std::vector<uint8_t> ck, cv;      // coefficient rows [N_c, r] at coeff_dtype
   int64_t n_coeff = 0;
+  std::vector<double> rnorm;        // compressed prefill: ||k - k U_k U_k^T|| per prompt token
   int64_t steps = 0;                // Oja steps applied to U_k (= to U_v)
 };
 
@@ -328,27 +331,34 @@ void OjaKvCache::release_anchor(int64_t g, int64_t i) {
   --h.n_anchor;
 }
 
-// K~ = k U_k [r_k], V~ = v U_v [r_v] (methods.md 1.2), rounded to coeff_dtype. Cost D (r_k + r_v).
-void OjaKvCache::compress_token(int64_t g, int64_t i, const float* k, const float* v) {
+// K~ = k U_k [r_k], V~ = v U_v [r_v] (methods.md 1.2), rounded to coeff_dtype. Returns the key's
+// residual norm ||k - k U_k U_k^T|| = sqrt(||k||^2 - ||k U_k||^2) (f64). Cost D (r_k + r_v).
+double OjaKvCache::compress_token(int64_t g, int64_t i, const float* k, const float* v) {
   Head& h = *heads_[static_cast<size_t>(g)];
   const int64_t D = info_.D;
   std::vector<float> kf(static_cast<size_t>(D)), c(static_cast<size_t>(std::max(h.rk, h.rv)));
   key_to_frame(k, pos_[static_cast<size_t>(i)], kf.data());
   const size_t es = dtype_size(p_.coeff_dtype);
   auto project = [&](const float* x, const linalg::Mat& U, std::vector<uint8_t>& store) {
+    double p2 = 0.0;
     for (int64_t j = 0; j < U.cols; ++j) {
       double a = 0.0;
       for (int64_t d = 0; d < D; ++d) a += static_cast<double>(x[d]) * U(d, j);
       c[static_cast<size_t>(j)] = static_cast<float>(a);
+      p2 += a * a;
     }
     const size_t off = store.size();
     store.resize(off + static_cast<size_t>(U.cols) * es);
     from_f32(p_.coeff_dtype, c.data(), store.data() + off, static_cast<size_t>(U.cols));
+    return p2;
   };
-  project(kf.data(), h.Uk, h.ck);
+  const double p2 = project(kf.data(), h.Uk, h.ck);
   project(v, h.Uv, h.cv);
   h.state[static_cast<size_t>(i)] = kCompressed;
   h.slot[static_cast<size_t>(i)] = static_cast<int32_t>(h.n_coeff++);
+  double n2 = 0.0;
+  for (int64_t d = 0; d < D; ++d) n2 += static_cast<double>(kf[d]) * kf[d];
+  return std::sqrt(std::max(0.0, n2 - p2));
 }
 
 // Post-RoPE key and value rows of token i as attention sees them: exact for anchors and buffered
@@ -366,10 +376,16 @@ void OjaKvCache::row_of(int64_t g, int64_t i, float* k, float* v) const {
       std::memcpy(k, bk_.data() + (s * G + g) * D, static_cast<size_t>(D) * sizeof(float));
       std::memcpy(v, bv_.data() + (s * G + g) * D, static_cast<size_t>(D) * sizeof(float));
       return;
+    case kPrompt:
+      std::memcpy(k, pk_.data() + (s * G + g) * D, static_cast<size_t>(D) * sizeof(float));
+      std::memcpy(v, pv_.data() + (s * G + g) * D, static_cast<size_t>(D) * sizeof(float));
+      return;
     default: break;
   }
   const size_t es = dtype_size(p_.coeff_dtype);
-  float c[512];
+  thread_local std::vector<float> cbuf;
+  cbuf.resize(static_cast<size_t>(std::max(h.rk, h.rv)));
+  float* c = cbuf.data();
   auto rebuild = [&](const std::vector<uint8_t>& store, int64_t r, const std::vector<float>& UT,
                      float* x) {
     to_f32(p_.coeff_dtype, store.data() + static_cast<size_t>(s) * static_cast<size_t>(r) * es, c,
@@ -405,9 +421,8 @@ void OjaKvCache::materialize(int64_t g, std::vector<float>* K, std::vector<float
   K->assign(static_cast<size_t>(N * D), 0.f);
   V->assign(static_cast<size_t>(N * D), 0.f);
   *positions = pos_;
-  if (!prefill_done_ && (p_.prefill_exact || store_stale_)) {
-    // Before end_prefill with exact prompt attention (or a store not yet rebuilt) attention reads
-    // the exact prompt.
+  if (!prefill_done_ && p_.prefill_exact) {
+    // OjaKV-PF before end_prefill: attention reads the exact prompt.
     const int64_t G = info_.G;
     for (int64_t i = 0; i < N; ++i) {
       std::memcpy(K->data() + i * D, pk_.data() + (i * G + g) * D, D * sizeof(float));
@@ -443,7 +458,14 @@ void OjaKvCache::append(const float* keys, const float* values, int64_t T,
     if (!prefill_done_) {
       pk_.insert(pk_.end(), keys + t * G * D, keys + (t + 1) * G * D);
       pv_.insert(pv_.end(), values + t * G * D, values + (t + 1) * G * D);
-      store_stale_ = true;
+      if (!p_.prefill_exact) {
+        // Compressed prefill: project once with the initial basis (row i of the coefficients).
+        const int64_t i = static_cast<int64_t>(pos_.size()) - 1;
+        for (int64_t g = 0; g < G; ++g) {
+          const double rn = compress_token(g, i, keys + (t * G + g) * D, values + (t * G + g) * D);
+          heads_[static_cast<size_t>(g)]->rnorm.push_back(rn);
+        }
+      }
     } else {
       const int64_t i = static_cast<int64_t>(pos_.size()) - 1;
       if (p_.online_update || p_.anchor_policy == OjaKvParams::Anchors::kResidualTopk) {
@@ -455,6 +477,7 @@ void OjaKvCache::append(const float* keys, const float* values, int64_t T,
       if (static_cast<int64_t>(buf_tok_.size()) >= p_.update_period) periodic_update();
     }
   }
+  if (!prefill_done_ && !p_.prefill_exact) refresh_prefill_anchors();
 }
 
 // Softmax attention of the last w window queries over the exact prompt, per KV head: sum over the
@@ -500,6 +523,10 @@ std::vector<std::vector<char>> OjaKvCache::prefill_anchor_sets(bool final_select
   std::vector<float> kf(static_cast<size_t>(D));
   for (int64_t g = 0; g < G; ++g) {
     const Head& h = *heads_[static_cast<size_t>(g)];
+    if (!final_selection) {  // residual norms under the initial basis, computed at append
+      for (int64_t i : top_k_ascending(h.rnorm, p_.k_full)) a[g][static_cast<size_t>(i)] = 1;
+      continue;
+    }
     std::vector<double> score(static_cast<size_t>(N));
     for (int64_t i = 0; i < N; ++i) {
       key_to_frame(pk_.data() + (i * G + g) * D, pos_[static_cast<size_t>(i)], kf.data());
@@ -512,7 +539,7 @@ std::vector<std::vector<char>> OjaKvCache::prefill_anchor_sets(bool final_select
         p2 += c * c;
       }
       double s = std::sqrt(std::max(0.0, n2 - p2));
-      if (final_selection) s *= att[static_cast<size_t>(g)][static_cast<size_t>(i)];
+      s *= att[static_cast<size_t>(g)][static_cast<size_t>(i)];
       score[static_cast<size_t>(i)] = s;
     }
     for (int64_t i : top_k_ascending(score, p_.k_full)) a[g][static_cast<size_t>(i)] = 1;
@@ -533,6 +560,8 @@ void OjaKvCache::prefill_rebuild(const std::vector<std::vector<char>>& anchor) {
     h.ck.clear();
     h.cv.clear();
     h.n_coeff = 0;
+    h.rnorm.clear();
+    h.rnorm.shrink_to_fit();
     for (int64_t i = 0; i < N; ++i) {
       const float* k = pk_.data() + (i * G + g) * D;
       const float* v = pv_.data() + (i * G + g) * D;
@@ -542,12 +571,19 @@ void OjaKvCache::prefill_rebuild(const std::vector<std::vector<char>>& anchor) {
         compress_token(g, i, k, v);
     }
   });
-  store_stale_ = false;
 }
 
-void OjaKvCache::ensure_store() {
-  if (prefill_done_ || !store_stale_ || p_.prefill_exact) return;
-  prefill_rebuild(prefill_anchor_sets(false));
+// Compressed prefill: the current anchors read their exact prompt rows, every other prompt token
+// its coefficients (row i, projected at append). Cost O(N) (positional), O(N log k) (residual).
+void OjaKvCache::refresh_prefill_anchors() {
+  const auto a = prefill_anchor_sets(false);
+  for (int64_t g = 0; g < info_.G; ++g) {
+    Head& h = *heads_[static_cast<size_t>(g)];
+    for (size_t i = 0; i < pos_.size(); ++i) {
+      h.state[i] = a[static_cast<size_t>(g)][i] ? kPrompt : kCompressed;
+      h.slot[i] = static_cast<int32_t>(i);
+    }
+  }
 }
 
 void OjaKvCache::basis_update(int64_t g, bool key, const linalg::Mat& C, double eta,
@@ -730,7 +766,6 @@ void OjaKvCache::attend(const float* queries, int64_t T, const int32_t* q_positi
                      nullptr, *info_.pool);
       return;
     }
-    ensure_store();
   }
   if (p_.latent)
     attend_latent(queries, T, q_positions, out);
@@ -814,7 +849,9 @@ void OjaKvCache::attend_latent(const float* q, int64_t T, const int32_t* q_pos, 
                static_cast<size_t>(hd.rk));
         for (int64_t j = 0; j < hd.rk; ++j) a += ql[static_cast<size_t>(j)] * c[static_cast<size_t>(j)];
       } else {
-        const float* k = st == kAnchor ? hd.ak.data() + s * D : bk_.data() + (s * G + g) * D;
+        const float* k = st == kAnchor   ? hd.ak.data() + s * D
+                         : st == kPrompt ? pk_.data() + (s * G + g) * D
+                                         : bk_.data() + (s * G + g) * D;
         for (int64_t d = 0; d < D; ++d) a += qh[d] * k[d];
       }
       a *= info_.scale;
@@ -837,7 +874,9 @@ void OjaKvCache::attend_latent(const float* q, int64_t T, const int32_t* q_pos, 
                static_cast<size_t>(hd.rv));
         for (int64_t j = 0; j < hd.rv; ++j) lat[static_cast<size_t>(j)] += pi * c[static_cast<size_t>(j)];
       } else {
-        const float* v = st == kAnchor ? hd.av.data() + s * D : bv_.data() + (s * G + g) * D;
+        const float* v = st == kAnchor   ? hd.av.data() + s * D
+                         : st == kPrompt ? pv_.data() + (s * G + g) * D
+                                         : bv_.data() + (s * G + g) * D;
         for (int64_t d = 0; d < D; ++d) full[static_cast<size_t>(d)] += pi * v[d];
       }
     }
@@ -874,7 +913,7 @@ OjaKvCache::Tokens OjaKvCache::tokens() const {
   Tokens r;
   for (const auto& h : heads_)
     for (uint8_t s : h->state) {
-      if (s == kAnchor) ++r.anchor;
+      if (s == kAnchor || s == kPrompt) ++r.anchor;
       else if (s == kCompressed) ++r.compressed;
       else ++r.buffered;
     }

@@ -14,7 +14,10 @@
 //   buffer B      decode tokens since the last update, K and V f32 (the Oja batch; under
 //                 residual_topk also the tokens' only copy until the update compresses them)
 // Before end_prefill the prompt is held exactly (the prefill batch) and attention runs either on it
-// (prefill_attention exact = OjaKV-PF) or on the compressed view with the initial basis.
+// (prefill_attention exact = OjaKV-PF) or on the compressed view with the initial basis: each
+// prompt token is projected once when appended; the current anchors (positional, or the top k_full
+// by residual norm) read their exact rows. At end_prefill the bases are updated and the prompt is
+// re-projected with them.
 //
 // Attention (methods.md 1.3 step 4), attention_path:
 //   reconstruct  tiles of `tile_tokens` tokens are rebuilt to [G, tile, D] (anchors copied,
@@ -128,10 +131,10 @@ class OjaKvCache : public kv::KvCache {
   void admit_decode_token(int64_t i, const float* k, const float* v);  // k, v [G, D]
   void periodic_update();
   void prefill_rebuild(const std::vector<std::vector<char>>& anchor);
-  void ensure_store();
+  void refresh_prefill_anchors();
   std::vector<std::vector<char>> prefill_anchor_sets(bool final_selection);
   void run_prefill_update();
-  void compress_token(int64_t g, int64_t i, const float* k, const float* v);
+  double compress_token(int64_t g, int64_t i, const float* k, const float* v);
   void basis_update(int64_t g, bool key, const linalg::Mat& C, double eta, bool prefill);
   void key_to_frame(const float* k, int32_t pos, float* out) const;
   void attend_reconstruct(const float* q, int64_t T, const int32_t* q_pos, float* out);
@@ -159,7 +162,6 @@ class OjaKvCache : public kv::KvCache {
   // Last max(salient_window, residual_window) prompt queries [w, H, D] and positions.
   baselines::ObservationWindow obs_;
   int64_t updates_ = 0;
-  bool store_stale_ = false;  // compressed prefill: store not yet rebuilt for the latest chunk
   std::vector<float> tile_k_, tile_v_;
   mutable size_t traced_ = 0;  // update records already written by trace()
   std::vector<Update> log_;

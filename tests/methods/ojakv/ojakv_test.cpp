@@ -227,6 +227,184 @@ TEST(OjaKvLayer, MaterializeIsProjectionOntoTheBasis) {
   }
 }
 
+// ---- prefill (methods.md 1.3 steps 1-2), against independent f64 computations ----
+
+// f64 softmax probabilities of the last w queries over the prompt keys, summed over the window and
+// averaged over each KV head's query heads: [G][N].
+std::vector<std::vector<double>> window_attention_f64(const Stream& st, int64_t N, int64_t w) {
+  const int64_t H = st.H, G = st.G, D = st.D, group = H / G;
+  std::vector<std::vector<double>> s(static_cast<size_t>(G), std::vector<double>(N, 0.0));
+  for (int64_t t = N - w; t < N; ++t)
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t g = h / group;
+      std::vector<double> l(static_cast<size_t>(N), -INFINITY);
+      double mx = -INFINITY;
+      for (int64_t i = 0; i <= t; ++i) {
+        double a = 0.0;
+        for (int64_t d = 0; d < D; ++d)
+          a += double(st.q[(t * H + h) * D + d]) * st.k[(i * G + g) * D + d];
+        l[i] = a / std::sqrt(double(D));
+        mx = std::max(mx, l[i]);
+      }
+      double z = 0.0;
+      for (int64_t i = 0; i <= t; ++i) z += std::exp(l[i] - mx);
+      for (int64_t i = 0; i <= t; ++i) s[g][i] += std::exp(l[i] - mx) / z / double(group);
+    }
+  return s;
+}
+
+std::vector<int64_t> top_k_f64(const std::vector<double>& score, int64_t k) {
+  std::vector<int64_t> idx(score.size());
+  for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<int64_t>(i);
+  std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return score[a] > score[b]; });
+  idx.resize(static_cast<size_t>(k));
+  std::sort(idx.begin(), idx.end());
+  return idx;
+}
+
+// The prefill comprehensive update: salient_pooled selects the top salient_fraction of prompt
+// tokens by window attention (f64 reference), mean-pools groups of pool_width, forms C (trace
+// normalised) and applies prefill_steps Oja steps per mini-batch of prefill_batch rows; pooled
+// uses every token. The resulting bases equal that computation from the calibrated basis.
+TEST(OjaKvLayer, PrefillUpdateMatchesReference) {
+  ThreadPool pool(2);
+  const int64_t H = 4, G = 2, D = 12, N = 50, w = 8, pw = 3, r = 4;
+  const Stream st(H, G, D, N, 81);
+  auto bases = random_bases(1, G, D, 82);
+  for (const char* mode : {"salient_pooled", "pooled"})
+    for (int64_t batch : {int64_t{0}, int64_t{4}}) {
+      const auto p = ojakv_params({{"rank_mode", "fixed"}, {"rank_k", std::to_string(r)},
+                                   {"rank_v", std::to_string(r)}, {"prefill_update", mode},
+                                   {"salient_fraction", "0.4"}, {"salient_window", std::to_string(w)},
+                                   {"pool_width", std::to_string(pw)}, {"prefill_steps", "2"},
+                                   {"prefill_batch", std::to_string(batch)}, {"eta_pre", "0.7"}});
+      OjaKvCache c(layer_info(pool, H, G, D), p, bases);
+      std::vector<float> out;
+      drive(c, st, N, out, [](int64_t, int64_t) {});
+      const auto att = window_attention_f64(st, N, w);
+      int64_t rows_total = 0;
+      for (int64_t g = 0; g < G; ++g) {
+        std::vector<int64_t> sel;
+        if (std::string(mode) == "salient_pooled") {
+          sel = top_k_f64(att[g], 20);  // round(0.4 * 50)
+        } else {
+          for (int64_t i = 0; i < N; ++i) sel.push_back(i);
+        }
+        const int64_t rows = (static_cast<int64_t>(sel.size()) + pw - 1) / pw;
+        rows_total = rows;
+        for (int key = 0; key < 2; ++key) {
+          const std::vector<float>& X = key ? st.k : st.v;
+          std::vector<double> pooled(static_cast<size_t>(rows * D), 0.0);
+          for (int64_t rr = 0; rr < rows; ++rr) {
+            const int64_t b = rr * pw, e = std::min<int64_t>(b + pw, sel.size());
+            for (int64_t j = b; j < e; ++j)
+              for (int64_t d = 0; d < D; ++d)
+                pooled[rr * D + d] += X[(sel[j] * G + g) * D + d] / double(e - b);
+          }
+          linalg::Mat U = (key ? bases->qk : bases->v)[g].top(r);
+          const int64_t mb = batch > 0 ? batch : rows;
+          for (int64_t b = 0; b < rows; b += mb) {
+            const int64_t m = std::min(mb, rows - b);
+            linalg::Mat C(D, D);
+            double tr = 0.0;
+            for (int64_t rr = b; rr < b + m; ++rr)
+              for (int64_t x = 0; x < D; ++x)
+                for (int64_t y = 0; y < D; ++y) C(x, y) += pooled[rr * D + x] * pooled[rr * D + y];
+            for (int64_t x = 0; x < D; ++x) tr += C(x, x);
+            for (auto& v : C.a) v /= tr;
+            for (int s = 0; s < 2; ++s) methods::oja_step(U, C, 0.7);
+          }
+          const linalg::Mat& got = key ? c.basis_k(g) : c.basis_v(g);
+          double diff = 0.0;
+          for (size_t i = 0; i < U.a.size(); ++i) diff = std::max(diff, std::fabs(U.a[i] - got.a[i]));
+          // Pooled rows are f32 sums in the cache (f64 here): 1e-5 is a few f32 ulps of O(1).
+          EXPECT_LT(diff, 1e-5) << mode << " batch " << batch << " g" << g << (key ? " k" : " v");
+        }
+      }
+      const int64_t per_batch = batch > 0 ? (rows_total + batch - 1) / batch : 1;
+      EXPECT_EQ(c.basis_updates(), 2 * per_batch) << mode << " " << batch;
+    }
+}
+
+// residual_topk at end_prefill: each KV head keeps full-rank the k_full prompt tokens with the
+// largest ||k - k U U^T|| (U: the basis after the prefill update) x mean window attention (f64
+// reference); the rest are compressed with the updated basis.
+TEST(OjaKvLayer, ResidualAnchorsMatchReference) {
+  ThreadPool pool(2);
+  const int64_t H = 4, G = 2, D = 12, N = 60, w = 10, kf = 9;
+  const Stream st(H, G, D, N, 91);
+  auto bases = random_bases(1, G, D, 92);
+  const auto p = ojakv_params({{"rank_mode", "fixed"}, {"rank_k", "3"}, {"rank_v", "3"},
+                               {"anchor_policy", "residual_topk"}, {"k_full", std::to_string(kf)},
+                               {"residual_window", std::to_string(w)}});
+  OjaKvCache c(layer_info(pool, H, G, D), p, bases);
+  std::vector<float> out;
+  drive(c, st, N, out, [](int64_t, int64_t) {});
+  const auto att = window_attention_f64(st, N, w);
+  for (int64_t g = 0; g < G; ++g) {
+    const linalg::Mat& U = c.basis_k(g);
+    std::vector<double> score(static_cast<size_t>(N));
+    for (int64_t i = 0; i < N; ++i) {
+      double r2 = 0.0;
+      for (int64_t d = 0; d < D; ++d) {
+        double proj = 0.0;
+        for (int64_t j = 0; j < U.cols; ++j) {
+          double cj = 0.0;
+          for (int64_t e = 0; e < D; ++e) cj += double(st.k[(i * G + g) * D + e]) * U(e, j);
+          proj += cj * U(d, j);
+        }
+        const double rd = st.k[(i * G + g) * D + d] - proj;
+        r2 += rd * rd;
+      }
+      score[i] = std::sqrt(r2) * att[g][i] / double(w);
+    }
+    std::vector<int32_t> want;
+    for (int64_t i : top_k_f64(score, kf)) want.push_back(st.pos[i]);
+    EXPECT_EQ(c.full_rank_positions(g), want) << "g" << g;
+    // Different heads pick different sets (the policy is per KV head).
+  }
+  EXPECT_NE(c.full_rank_positions(0), c.full_rank_positions(1));
+  EXPECT_EQ(c.memory().full_tokens, kf);
+  EXPECT_EQ(c.memory().compressed_tokens, N - kf);
+}
+
+// Compressed prefill: between chunks, attention sees the prompt projected on the calibrated basis
+// except the current anchors (positional: first n_start and last n_recent of what is held), which
+// are exact.
+TEST(OjaKvLayer, CompressedPrefillViewUsesCalibratedBasis) {
+  ThreadPool pool(1);
+  const int64_t H = 2, G = 1, D = 10, N = 30;
+  const Stream st(H, G, D, N, 95);
+  auto bases = random_bases(1, G, D, 96);
+  const auto p = ojakv_params({{"rank_mode", "fixed"}, {"rank_k", "3"}, {"rank_v", "2"},
+                               {"n_start", "2"}, {"n_recent", "3"}, {"coeff_dtype", "f32"}});
+  OjaKvCache c(layer_info(pool, H, G, D), p, bases);
+  const linalg::Mat Uk = bases->qk[0].top(3);
+  for (int64_t held : {int64_t{12}, int64_t{30}}) {
+    const int64_t from = held == 12 ? 0 : 12;
+    c.append(st.k.data() + from * D, st.v.data() + from * D, held - from, st.pos.data() + from);
+    std::vector<float> K, V;
+    std::vector<int32_t> pos;
+    c.materialize(0, &K, &V, &pos);
+    ASSERT_EQ(static_cast<int64_t>(pos.size()), held);
+    for (int64_t i = 0; i < held; ++i) {
+      const bool anchor = i < 2 || i >= held - 3;
+      for (int64_t d = 0; d < D; ++d) {
+        double want = st.k[i * D + d];
+        if (!anchor) {
+          want = 0.0;
+          for (int64_t j = 0; j < 3; ++j) {
+            double cj = 0.0;
+            for (int64_t e = 0; e < D; ++e) cj += double(st.k[i * D + e]) * Uk(e, j);
+            want += cj * Uk(d, j);
+          }
+        }
+        EXPECT_NEAR(K[i * D + d], want, 1e-5) << "held " << held << " token " << i;
+      }
+    }
+  }
+}
+
 // ---- Oja step ----
 
 // Gram-Schmidt with positive diagonal, f64, as an independent QR.
