@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # End-to-end checks of `kvlab calibrate` (issue 5 item 2). Usage:
-#   calibrate_test.sh KVLAB_BINARY
+#   calibrate_test.sh KVLAB_BINARY [SOURCE_DIR]
 # Bad input exits non-zero naming the flag; a good run writes the bases file atomically with the
 # schema of results/README.md, and its eigenbases are checked in numpy (orthonormal, descending,
 # qk's trace = k's trace + the query moment's, pre and post frame differ, values agree).
 set -euo pipefail
 KVLAB=$1
+SRC=${2:-}
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 fails=0
@@ -78,6 +79,13 @@ for l in range(L):
     assert np.allclose(post[f"layer_{l:02d}/k/values"][...].sum(1), pre[f"layer_{l:02d}/k/values"][...].sum(1), rtol=1e-4)
 PY
   if out=$(/usr/bin/python3 "$W/check.py" "$W/post.h5" "$W/pre.h5" 2>&1); then ok; else bad "bases file check: $out"; fi
+fi
+
+# The shipped fidelity configs validate against the registered methods and experiment.
+if [[ -n "$SRC" ]]; then
+  for c in fidelity fidelity_shift; do
+    (cd "$SRC" && $KVLAB run "configs/$c.yaml" --list >/dev/null 2>"$W/list.err") && ok || bad "configs/$c.yaml: $(cat "$W/list.err")"
+  done
 fi
 
 echo "calibrate cli: $pass passed, $fails failed"
