@@ -495,6 +495,31 @@ TEST(Fidelity, StaticPcaFrozenOjaKvMoves) {
   EXPECT_LT(rs["achieved_ratio"].get<double>(), 0.9);
 }
 
+// StaticPCA stores every token as coefficients of one fixed basis, so the residual energy ratio
+// computed from the shadow's second moments (1 - tr(U^T C U) / tr C) and the reconstruction
+// error computed row by row from what the cache materialises must agree (up to the f16 rounding
+// of the coefficients), in the post-RoPE frame and in the pre-RoPE frame (keys un-rotated before
+// projection, re-rotated after reconstruction).
+TEST(Fidelity, StaticPcaRerEqualsReconstructionInBothFrames) {
+  testing::TempDir tmp("kvlab_fid");
+  for (const std::string frame : {"post", "pre"}) {
+    const std::string bases = tmp.sub("bases_" + frame + ".h5");
+    calibrate_tiny(bases, frame + "_rope");
+    const nlohmann::json r = run_fidelity(
+        "static_pca",
+        method_params("static_pca", {{"bases", bases}, {"ratio", "0.5"}, {"rope_frame", frame}}),
+        {{"text", write_text(tmp)}, {"prompt_tokens", "200"}, {"decode_tokens", "4"}}, nullptr);
+    const auto& m = r["metrics"];
+    for (const char* side : {"k", "v"}) {
+      const double rer = m[std::string(side) + "_rer"]["final_mean"].get<double>();
+      const double rec = m[std::string(side) + "_compressed_recon_err"]["final_mean"].get<double>();
+      EXPECT_GT(rer, 1e-3) << frame << " " << side;
+      EXPECT_NEAR(rec, rer, 1e-3 * rer) << frame << " " << side;
+    }
+    EXPECT_EQ(m["coeff_tokens"]["final_mean"].get<double>(), 204.0);
+  }
+}
+
 // Greedy decoding feeds the model's own argmax, so it needs only the prompt from the text; the
 // recorded NLL is that of the chosen (most likely) token, never above log V.
 TEST(Fidelity, GreedyDecodeNeedsOnlyThePrompt) {
