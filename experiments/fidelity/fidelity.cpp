@@ -183,8 +183,9 @@ void ShadowCache::probe_attention(int64_t g, bool with_attention) {
       probe_staleness(g, Km, Vm);
     } else {
       for (const char* n : {"k_compressed_recon_err", "k_stale_err", "v_compressed_recon_err",
-                            "v_stale_err", "coeff_tokens"})
+                            "v_stale_err"})
         log_->add(L, g, n, kNaN, "ratio");
+      log_->add(L, g, "coeff_tokens", kNaN, "tokens");
     }
   }
 
@@ -247,7 +248,7 @@ void ShadowCache::probe_attention(int64_t g, bool with_attention) {
         const double lp = l[s] - lse, lpm = lm[s] - lsem;
         kl += std::exp(lp) * (lp - lpm);
       }
-      kl_sum += std::max(0.0, kl);
+      kl_sum += std::max(0.0, kl);  // >= 0 in exact arithmetic; clamps round-off
     }
   }
   log_->add(L, g, "out_rel_err", with_attention ? out_sum / rep : kNaN, "ratio");
