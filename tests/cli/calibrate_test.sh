@@ -80,6 +80,13 @@ for l in range(L):
 PY
   if out=$(/usr/bin/python3 "$W/check.py" "$W/post.h5" "$W/pre.h5" 2>&1); then ok; else bad "bases file check: $out"; fi
 fi
+# Against PyTorch: the moments the files encode equal f64 moments of Q/K/V captured from an
+# independent forward pass (tests/golden/torch_llama.py), pre-RoPE taken before rotation.
+if /usr/bin/python3 -c "import torch, h5py, numpy" 2>/dev/null; then
+  $KVLAB tokenize --model "$W/m" --text "$(cat "$W/t.txt")" > "$W/ids.json"
+  if out=$(/usr/bin/python3 "$(dirname "$0")/calibrate_torch_check.py" "$W/m" "$W/ids.json" 120 50 \
+      "$W/post.h5" "$W/pre.h5" 2>&1); then ok; echo "$out"; else bad "torch check: $out"; fi
+fi
 
 # The shipped fidelity configs validate against the registered methods and experiment.
 if [[ -n "$SRC" ]]; then
