@@ -25,6 +25,7 @@ int cmd_tokenizer_train(int argc, char** argv, int first);
 int cmd_score(int argc, char** argv, int first);
 int cmd_train(int argc, char** argv, int first);
 int cmd_sweep(int argc, char** argv, int first);
+int cmd_calibrate(int argc, char** argv, int first);
 
 // Shared by `kvlab run` and `kvlab sweep` (cmd_run.cpp): expand and validate a config's points
 // against the registered methods and experiments; print them (--list); run point `only`, or all

@@ -19,6 +19,7 @@ const Command kCommands[] = {
     {"run", kvlab::cli::cmd_run, "run an experiment from a YAML config (configs/quickstart.yaml)"},
     {"train", kvlab::cli::cmd_train, "train a model from a YAML recipe (configs/train/), resuming"},
     {"sweep", kvlab::cli::cmd_sweep, "run a sweep's points locally, or as a Slurm job array (--slurm)"},
+    {"calibrate", kvlab::cli::cmd_calibrate, "per-layer, per-head Q/K/V eigenbases for StaticPCA/OjaKV (HDF5)"},
     {"model init", kvlab::cli::cmd_model_init, "write a random model in the Hugging Face layout"},
     {"tokenize", kvlab::cli::cmd_tokenize, "print a text's token ids as a JSON array"},
     {"tokenizer train", kvlab::cli::cmd_tokenizer_train, "train a byte-level BPE tokenizer.json"},
