@@ -147,9 +147,16 @@ Sweep load_sweep(const std::string& file, const std::vector<std::string>& overri
     if (!ms.IsSequence() || ms.size() == 0)
       fail(where(file, ms, "sweep.methods"),
            ": expected a non-empty list such as [{name: full_cache}, {name: ojakv, rank: 8}]");
-    if (base["method"])
-      fail(where(file, base["method"], "method"),
-           ": give the method either here or in sweep.methods, not both");
+    // A top-level method block next to sweep.methods holds parameters shared by the listed
+    // methods (e.g. --set method.bases=FILE): each key goes to every listed method declaring it
+    // and overrides the entry's own value; a name there, or a key no listed method declares,
+    // is an error.
+    if (const YAML::Node shared = base["method"]) {
+      if (!shared.IsMap() || shared["name"])
+        fail(where(file, shared, "method"),
+             ": give the method either here or in sweep.methods, not both (a method: block next "
+             "to sweep.methods may only hold parameters shared by the listed methods)");
+    }
     for (size_t i = 0; i < ms.size(); ++i) {
       const YAML::Node e = ms[i];
       const std::string w = where(file, e, str("sweep.methods[", i, "]"));
@@ -190,6 +197,12 @@ Sweep load_sweep(const std::string& file, const std::vector<std::string>& overri
       if (declares(method_params, m, param, true)) return true;
     return false;
   };
+  if (!methods.empty())
+    if (const YAML::Node shared = base["method"])
+      for (const auto& kv : shared)
+        if (!anyone_declares(kv.first.Scalar()))
+          fail(where(file, kv.second, "method." + kv.first.Scalar()),
+               ": no method in sweep.methods declares '", kv.first.Scalar(), "'");
 
   const size_t n_methods = std::max<size_t>(1, methods.size());
   size_t n_grid = 1;
@@ -212,9 +225,15 @@ Sweep load_sweep(const std::string& file, const std::vector<std::string>& overri
         if (!methods.empty()) {
           // (yaml-cpp's Node::operator= writes through a handle: build the map in a new one.)
           const YAML::Node e = fsw["methods"][mi];
-          YAML::Node named(YAML::NodeType::Map);
-          if (e.IsScalar()) named["name"] = e;
-          const YAML::Node m = e.IsScalar() ? named : e;
+          const YAML::Node shared = root["method"];
+          YAML::Node m(YAML::NodeType::Map);
+          if (e.IsScalar()) m["name"] = e;
+          else
+            for (const auto& kv : e) m[kv.first.Scalar()] = kv.second;
+          if (shared)
+            for (const auto& kv : shared)
+              if (declares(method_params, m["name"].Scalar(), kv.first.Scalar(), true))
+                m[kv.first.Scalar()] = kv.second;
           root["method"] = m;
           for (const auto& kv : m)
             p.swept.emplace_back(

@@ -127,6 +127,28 @@ TEST(Sweep, MethodsEachWithTheirOwnBlockCrossedWithTheGrid) {
   expect_distinct_ids(s);
 }
 
+TEST(Sweep, SharedMethodBlockReachesTheMethodsThatDeclareIt) {
+  // --set method.window=7 next to sweep.methods: evict and lowrank take it (over lowrank's own
+  // value), full_cache does not declare it.
+  const std::string cfg = kHead +
+                          "sweep:\n  methods: [full_cache, {name: lowrank, window: 3}, evict]\n";
+  const Sweep s = load(cfg, {"method.window=7"});
+  ASSERT_EQ(s.points.size(), 3u);
+  EXPECT_EQ(listing(s), (std::vector<std::string>{"method=full_cache",
+                                                  "method=lowrank method.window=7",
+                                                  "method=evict method.window=7"}));
+  EXPECT_EQ(s.points[1].config.method_params.get_int("window"), 7);
+  // The same in the file.
+  const Sweep f = load(kHead + "method: {window: 5}\n" +
+                       "sweep:\n  methods: [full_cache, lowrank]\n");
+  EXPECT_EQ(f.points[1].config.method_params.get_int("window"), 5);
+  // A key no listed method declares, or a method name, is an error.
+  EXPECT_NE(error_of(cfg, {"method.rnak=7"}).find("no method in sweep.methods declares 'rnak'"),
+            std::string::npos)
+      << error_of(cfg, {"method.rnak=7"});
+  EXPECT_NE(error_of(cfg, {"method.name=evict"}).find("not both"), std::string::npos);
+}
+
 TEST(Sweep, SweptMethodKeyAppliesOnlyWhereDeclared) {
   // full_cache has no window: it runs once; lowrank and evict take both windows.
   const Sweep s = load(kHead +
