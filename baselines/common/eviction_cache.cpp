@@ -1,5 +1,7 @@
 #include "baselines/common/eviction_cache.h"
 
+#include "baselines/common/window_scores.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -182,24 +184,8 @@ void EvictionCache::keep_top(int64_t keep, const std::vector<int64_t>& forced,
 void EvictionCache::accumulate_probabilities(const float* q, int64_t T, const int32_t* q_pos,
                                              const float* lse,
                                              std::vector<std::vector<double>>& acc) const {
-  const int64_t H = info_.H, G = info_.G, D = info_.D, group = H / G;
-  acc.resize(static_cast<size_t>(H));
-  for (auto& a : acc) a.resize(static_cast<size_t>(S_), 0.0);
-  info_.pool->parallel_tasks(H, [&](int64_t h, int) {
-    const int64_t g = h / group;
-    auto& a = acc[static_cast<size_t>(h)];
-    for (int64_t t = 0; t < T; ++t) {
-      const float* qh = q + (t * H + h) * D;
-      const double l = lse[t * H + h];
-      for (int64_t s = 0; s < S_; ++s) {
-        if (mask_pos_[static_cast<size_t>(s)] > q_pos[t]) continue;
-        const float* kr = k_.data() + (g * cap_ + s) * D;
-        double dot = 0.0;
-        for (int64_t d = 0; d < D; ++d) dot += static_cast<double>(qh[d]) * kr[d];
-        a[static_cast<size_t>(s)] += std::exp(static_cast<double>(info_.scale) * dot - l);
-      }
-    }
-  });
+  const cpu::AttentionShape shape{info_.H, info_.G, info_.D, info_.scale};
+  accumulate_window_probabilities(q, T, q_pos, lse, view(), shape, *info_.pool, acc);
 }
 
 MemoryReport EvictionCache::memory() const {
