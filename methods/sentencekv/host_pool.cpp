@@ -1,8 +1,23 @@
 #include "methods/sentencekv/host_pool.h"
 
+#include "framework/backend/cpu/cpu_features.h"
 #include "framework/core/error.h"
 
 namespace kvlab::methods {
+namespace detail {
+void f16_to_f32_f16c(const uint16_t* src, float* dst, int64_t n);  // host_pool_avx2.cpp
+}  // namespace detail
+
+namespace {
+// One row to f32: F16C for f16 when the CPU has it (exact, like the scalar path).
+void row_to_f32(DType t, const uint8_t* src, float* dst, int64_t n) {
+  if (t == DType::kF16 && cpu::active_isa() != cpu::Isa::kScalar) {
+    detail::f16_to_f32_f16c(reinterpret_cast<const uint16_t*>(src), dst, n);
+    return;
+  }
+  to_f32(t, src, dst, static_cast<size_t>(n));
+}
+}  // namespace
 
 HostPool::HostPool(int64_t heads, int64_t D, DType dtype)
     : heads_(heads), D_(D), dtype_(dtype), k_(static_cast<size_t>(heads)),
@@ -27,10 +42,8 @@ void HostPool::fetch(int64_t h, const int64_t* rows, int64_t n, float* k_out, fl
   const auto& vh = v_[static_cast<size_t>(h)];
   for (int64_t i = 0; i < n; ++i) {
     KVLAB_CHECK(rows[i] >= 0 && rows[i] < rows_[static_cast<size_t>(h)]) << "row " << rows[i];
-    to_f32(dtype_, kh.data() + static_cast<size_t>(rows[i]) * rb, k_out + i * D_,
-           static_cast<size_t>(D_));
-    to_f32(dtype_, vh.data() + static_cast<size_t>(rows[i]) * rb, v_out + i * D_,
-           static_cast<size_t>(D_));
+    row_to_f32(dtype_, kh.data() + static_cast<size_t>(rows[i]) * rb, k_out + i * D_, D_);
+    row_to_f32(dtype_, vh.data() + static_cast<size_t>(rows[i]) * rb, v_out + i * D_, D_);
   }
   h2d_[static_cast<size_t>(h)] += n * row_bytes();
 }

@@ -419,6 +419,33 @@ TEST(SentenceKv, EveryTokenInExactlyOneTier) {
   }
 }
 
+// The host pool's transfer (F16C where available) equals its scalar read, for every dtype, and
+// counts bytes.
+TEST(SentenceKv, HostPoolFetchEqualsRead) {
+  for (DType t : {DType::kF16, DType::kBF16, DType::kF32}) {
+    methods::HostPool p(2, 20, t);
+    Rng rng(4);
+    std::vector<float> k(20), v(20);
+    for (int i = 0; i < 7; ++i) {
+      for (auto& x : k) x = static_cast<float>(rng.normal());
+      for (auto& x : v) x = static_cast<float>(rng.normal());
+      p.push(0, k.data(), v.data());
+      p.push(1, v.data(), k.data());
+    }
+    EXPECT_EQ(p.bytes(), 14 * 2 * 20 * static_cast<int64_t>(dtype_size(t)));
+    EXPECT_EQ(p.d2h_bytes(), p.bytes());
+    const std::vector<int64_t> rows = {6, 0, 3};
+    std::vector<float> fk(60), fv(60), rk(20), rv(20);
+    p.fetch(1, rows.data(), 3, fk.data(), fv.data());
+    for (int i = 0; i < 3; ++i) {
+      p.read(1, rows[i], rk.data(), rv.data());
+      EXPECT_EQ(0, std::memcmp(fk.data() + i * 20, rk.data(), 80));
+      EXPECT_EQ(0, std::memcmp(fv.data() + i * 20, rv.data(), 80));
+    }
+    EXPECT_EQ(p.h2d_bytes(), 3 * 2 * 20 * static_cast<int64_t>(dtype_size(t)));
+  }
+}
+
 // Same input, same retrieved sets and outputs, independent of the thread count.
 TEST(SentenceKv, RetrievedSetIsDeterministic) {
   const Shape s{8, 4, 16};
