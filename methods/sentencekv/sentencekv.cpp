@@ -54,42 +54,6 @@ BoundarySet resolve_boundaries(const model::Tokenizer& tok, const std::vector<st
   return b;
 }
 
-namespace {
-
-// f32 dot product with 8 independent partial sums (vectorisable; fixed order, so deterministic).
-inline float dot(const float* a, const float* b, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
-  float r = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  for (; i < n; ++i) r += a[i] * b[i];
-  return r;
-}
-
-// Softmax attention of one query row over n (key, value) row pairs: out = sum_i p_i v_i,
-// p = softmax(scale * q.k_i). f32 accumulation, max-subtracted. Cost 4*n*D flops.
-void attend_rows(const float* q, const float* const* kr, const float* const* vr, int64_t n,
-                 int64_t D, float scale, std::vector<float>& logits, float* out) {
-  std::fill(out, out + D, 0.f);
-  if (n == 0) return;
-  logits.resize(static_cast<size_t>(n));
-  float mx = -std::numeric_limits<float>::infinity();
-  for (int64_t i = 0; i < n; ++i) {
-    logits[static_cast<size_t>(i)] = scale * dot(q, kr[i], D);
-    mx = std::max(mx, logits[static_cast<size_t>(i)]);
-  }
-  float z = 0.f;
-  for (int64_t i = 0; i < n; ++i) z += (logits[static_cast<size_t>(i)] = std::exp(logits[static_cast<size_t>(i)] - mx));
-  const float inv = 1.f / z;
-  for (int64_t i = 0; i < n; ++i) {
-    const float p = logits[static_cast<size_t>(i)] * inv;
-    for (int64_t d = 0; d < D; ++d) out[d] += p * vr[i][d];
-  }
-}
-
-}  // namespace
-
 SentenceKvCache::SentenceKvCache(const kv::LayerInfo& info, SentenceKvOptions opt)
     : info_(info), opt_(std::move(opt)) {
   if (!info_.tokenizer)
@@ -447,20 +411,29 @@ void SentenceKvCache::select_head(int64_t h, const float* qbar, bool full,
   // their slots concatenated, filtered to lo <= slot < S - recent, truncated to tau - start -
   // recent (the last sentence may be cut).
   const auto& vec = svec_[static_cast<size_t>(h)];
+  // Scores [n_sent] = k_bar [n_sent, D] . q_bar: the framework's GEMV (cpu::linear, T = 1; run
+  // inline inside the per-head task). Cost n_sent * D multiply-adds, reads n_sent * D * 4 bytes.
+  std::vector<float> score(static_cast<size_t>(n_sent_));
+  if (n_sent_ > 0)
+    cpu::linear(qbar, 1, MatRef{vec.data(), DType::kF32, n_sent_, D, D}, nullptr, score.data(),
+                *info_.pool);
   std::vector<std::pair<float, int64_t>> order(static_cast<size_t>(n_sent_));
-  for (int64_t j = 0; j < n_sent_; ++j) {
-    order[static_cast<size_t>(j)] = {dot(qbar, vec.data() + j * D, D), j};
-  }
-  std::stable_sort(order.begin(), order.end(),
-                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (int64_t j = 0; j < n_sent_; ++j) order[static_cast<size_t>(j)] = {score[static_cast<size_t>(j)], j};
+  // Ranking as a heap popped until the budget is filled: O(n_sent + k log n_sent) for the k
+  // sentences taken, the same order as a stable descending sort (ties: earlier sentence).
+  const auto worse = [](const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
+    return a.first != b.first ? a.first < b.first : a.second > b.second;
+  };
+  std::make_heap(order.begin(), order.end(), worse);
   const int64_t lo = opt_.compat_slot32 ? opt_.start_budget + 1 : opt_.start_budget;
   const int64_t hi = S - rc;
   const int64_t room = std::max<int64_t>(0, opt_.token_budget - opt_.start_budget - opt_.recent_budget);
   const auto& off = soff_[static_cast<size_t>(h)];
   const auto& sl = sslots_[static_cast<size_t>(h)];
   int64_t taken = 0;
-  for (const auto& [score, j] : order) {
-    if (taken >= room) break;
+  for (auto end = order.end(); end != order.begin() && taken < room; --end) {
+    std::pop_heap(order.begin(), end, worse);
+    const int64_t j = (end - 1)->second;
     int64_t from_j = 0;
     bool truncated = false;
     for (int64_t i = off[static_cast<size_t>(j)]; i < off[static_cast<size_t>(j + 1)]; ++i) {
@@ -510,51 +483,46 @@ void SentenceKvCache::decode_step(const float* q, float* out) {
   const bool full = opt_.boundary_full_attention && cur_n_ <= opt_.length_threshold;
   st.full_attention = full;
   const bool paper = opt_.mode == SentenceKvOptions::Mode::kPaper;
-  if (paper) {
-    gk_.resize(static_cast<size_t>(H));
-    gv_.resize(static_cast<size_t>(H));
-  }
   std::vector<double> n_taken(static_cast<size_t>(H), 0.0), cut(static_cast<size_t>(H), 0.0);
   const int64_t h2d0 = host_.h2d_bytes();
+  gk_.resize(static_cast<size_t>(H));
+  gv_.resize(static_cast<size_t>(H));
+  if (static_cast<int64_t>(zero_pos_.size()) < S_) zero_pos_.assign(static_cast<size_t>(S_), 0);
   info_.pool->parallel_tasks(H, [&](int64_t h, int) {
     auto& sel = last_sel_[static_cast<size_t>(h)];
     select_head(h, qbar.data() + h * D, full, sel, n_taken[static_cast<size_t>(h)],
                 cut[static_cast<size_t>(h)]);
     const int64_t n = static_cast<int64_t>(sel.size());
-    std::vector<const float*> kr(static_cast<size_t>(n)), vr(static_cast<size_t>(n));
-    if (paper) {
-      // Transfer step: the selected host-tier slots are fetched into this head's workspace.
-      std::vector<int64_t> rows;
-      std::vector<size_t> at;
-      for (int64_t i = 0; i < n; ++i) {
-        const int64_t s = sel[static_cast<size_t>(i)];
-        if (place(h, s) == Place::kHost) {
-          rows.push_back(s - opt_.start_budget);
-          at.push_back(static_cast<size_t>(i));
-        } else {
-          kr[static_cast<size_t>(i)] = key_ptr(h, s);
-          vr[static_cast<size_t>(i)] = value_ptr(h, s);
-        }
-      }
-      auto& wk = gk_[static_cast<size_t>(h)];
-      auto& wv = gv_[static_cast<size_t>(h)];
-      if (wk.size() < rows.size() * static_cast<size_t>(D)) {
-        wk.resize(rows.size() * static_cast<size_t>(D));
-        wv.resize(rows.size() * static_cast<size_t>(D));
-      }
-      host_.fetch(h, rows.data(), static_cast<int64_t>(rows.size()), wk.data(), wv.data());
-      for (size_t r = 0; r < rows.size(); ++r) {
-        kr[at[r]] = wk.data() + r * static_cast<size_t>(D);
-        vr[at[r]] = wv.data() + r * static_cast<size_t>(D);
-      }
-    } else {
-      for (int64_t i = 0; i < n; ++i) {
-        kr[static_cast<size_t>(i)] = key_ptr(h, sel[static_cast<size_t>(i)]);
-        vr[static_cast<size_t>(i)] = value_ptr(h, sel[static_cast<size_t>(i)]);
-      }
+    // Gather the attended rows into this head's workspace [n, D] (Eq. 3 over K_tau, V_tau). sel
+    // is ascending, so host-tier slots (paper mode: [start, S - recent)) form one contiguous run,
+    // filled by the host -> device transfer step; device rows are copied.
+    auto& wk = gk_[static_cast<size_t>(h)];
+    auto& wv = gv_[static_cast<size_t>(h)];
+    if (wk.size() < static_cast<size_t>(n * D)) {
+      wk.resize(static_cast<size_t>(n * D));
+      wv.resize(static_cast<size_t>(n * D));
     }
-    std::vector<float> logits;
-    attend_rows(q + h * D, kr.data(), vr.data(), n, D, info_.scale, logits, out + h * D);
+    std::vector<int64_t> rows;
+    int64_t first_host = -1;
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t s = sel[static_cast<size_t>(i)];
+      if (paper && place(h, s) == Place::kHost) {
+        if (first_host < 0) first_host = i;
+        rows.push_back(s - opt_.start_budget);
+        continue;
+      }
+      std::memcpy(wk.data() + i * D, key_ptr(h, s), D * sizeof(float));
+      std::memcpy(wv.data() + i * D, value_ptr(h, s), D * sizeof(float));
+    }
+    if (!rows.empty())
+      host_.fetch(h, rows.data(), static_cast<int64_t>(rows.size()), wk.data() + first_host * D,
+                  wv.data() + first_host * D);
+    // Decode attention over the gathered rows: cpu::attention with one head (runs inline inside
+    // this task); every gathered row precedes the query (positions 0).
+    const int32_t qp = 0;
+    const cpu::KvView kv{wk.data(), wv.data(), n, n * D, D, zero_pos_.data()};
+    cpu::attention(q + h * D, 1, &qp, kv, cpu::AttentionShape{1, 1, D, info_.scale}, out + h * D,
+                   nullptr, *info_.pool);
   });
   st.h2d_bytes = host_.h2d_bytes() - h2d0;
   const int64_t local = std::min(opt_.start_budget, S_) +

@@ -180,7 +180,8 @@ class SentenceKvCache : public kv::KvCache {
   std::vector<std::vector<int64_t>> last_sel_;
   std::vector<SentenceKvStep> steps_;
   int64_t generated_sentences_ = 0;
-  mutable std::vector<std::vector<float>> gk_, gv_;  // paper: per-head gather workspace
+  std::vector<std::vector<float>> gk_, gv_;  // per-head gather workspace [n, D] (device side)
+  std::vector<int32_t> zero_pos_;            // positions of gathered rows (all 0: visible)
 };
 
 }  // namespace kvlab::methods

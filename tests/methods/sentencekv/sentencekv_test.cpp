@@ -119,7 +119,7 @@ struct Reference {
   const Shape s;
   const Stream& st;
   int64_t prompt, tau, keep_budget, window = 32, kernel = 7, start = 32, recent = 32;
-  bool compat = true, boundary_full = true;
+  bool compat = true, boundary_full = true, global = false;
   std::vector<std::vector<int64_t>> kept;                  // [H] token indices
   std::vector<std::vector<std::vector<double>>> vec;        // [H][sent][D]
   std::vector<std::vector<std::vector<int64_t>>> slots;     // [H][sent] slot lists
@@ -139,11 +139,8 @@ struct Reference {
     const double scale = 1.0 / std::sqrt(static_cast<double>(s.D));
     const int64_t keep = std::min(n, keep_budget);
     kept.assign(H, {});
-    for (int64_t h = 0; h < H; ++h) {
-      if (n <= keep) {
-        for (int64_t i = 0; i < n; ++i) kept[h].push_back(i);
-        continue;
-      }
+    std::vector<std::vector<double>> pooled(H);
+    for (int64_t h = 0; h < H && n > keep; ++h) {
       std::vector<double> a(n, 0.0);
       for (int64_t t = n - w; t < n; ++t) {
         std::vector<double> l(t + 1);
@@ -153,16 +150,29 @@ struct Reference {
         for (int64_t j = 0; j <= t; ++j) a[j] += std::exp(l[j] - mx) / z;
       }
       const int64_t pre = n - w;
-      std::vector<double> pooled(pre);
+      pooled[h].resize(pre);
       for (int64_t i = 0; i < pre; ++i) {
         double m = -1;
         for (int64_t j = std::max<int64_t>(0, i - kernel / 2); j <= std::min(pre - 1, i + kernel / 2); ++j)
           m = std::max(m, a[j]);
-        pooled[i] = m;
+        pooled[h][i] = m;
       }
+    }
+    if (global && n > keep) {
+      std::vector<double> sum(n - w, 0.0);
+      for (const auto& p : pooled)
+        for (int64_t i = 0; i < n - w; ++i) sum[i] += p[i];
+      for (auto& p : pooled) p = sum;
+    }
+    for (int64_t h = 0; h < H; ++h) {
+      if (n <= keep) {
+        for (int64_t i = 0; i < n; ++i) kept[h].push_back(i);
+        continue;
+      }
+      const int64_t pre = n - w;
       std::vector<int64_t> idx(pre);
       std::iota(idx.begin(), idx.end(), 0);
-      std::stable_sort(idx.begin(), idx.end(), [&](int64_t x, int64_t y) { return pooled[x] > pooled[y]; });
+      std::stable_sort(idx.begin(), idx.end(), [&](int64_t x, int64_t y) { return pooled[h][x] > pooled[h][y]; });
       kept[h].assign(idx.begin(), idx.begin() + (keep - w));
       std::sort(kept[h].begin(), kept[h].end());
       for (int64_t i = pre; i < n; ++i) kept[h].push_back(i);
@@ -323,6 +333,27 @@ TEST(SentenceKv, RetrievalMatchesF64BruteForce) {
             << "step " << t;
       }
     }
+}
+
+// importance_scope: global (the paper's text): scores summed over heads, one kept set shared by
+// every head, equal to the f64 reference.
+TEST(SentenceKv, GlobalImportanceKeepsOneSetForAllHeads) {
+  ThreadPool pool(2);
+  const Shape s{8, 2, 16};
+  const Stream st(s, 260, 23);
+  Reference ref{s, st, 250, 64, 96};
+  ref.global = true;
+  ref.prefill();
+  auto c = make(layer_info(pool, s), {{"token_budget", "64"}, {"semantic_factor", "1.5"},
+                                      {"importance_scope", "global"}});
+  run(*c, s, st, 250, [&](int64_t t) {
+    if (t >= 0) return;
+    for (int64_t h = 0; h < s.H; ++h)
+      for (int64_t i = 0; i < c->slots(); ++i) {
+        ASSERT_EQ(c->slot_token(h, i), ref.kept[h][i]) << h;
+        ASSERT_EQ(c->slot_token(h, i), c->slot_token(0, i));
+      }
+  });
 }
 
 // Paper mode and official_code mode with the same selection settings attend the same slots and
