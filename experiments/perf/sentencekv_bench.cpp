@@ -3,7 +3,7 @@
 // (H = 32 query heads, G = 8 KV heads, D = 128), CPU, against the full cache.
 //
 //   build/experiments/sentencekv_bench [--threads 2] [--contexts 4096,8192,16384,32768,65536]
-//       [--steps 48] [--warmup 4] [--budget 1024] [--factor 2] [--out FILE.txt]
+//       [--steps 48] [--warmup 4] [--budget 1024] [--factor 2] [--out FILE.txt] [--note TEXT]
 //
 // Per context n and method (full_cache; sentencekv mode=paper, host tier f16; sentencekv
 // mode=official_code): the prompt's K/V (random, uniform in [-1, 1]; token ids from the byte-level
@@ -188,7 +188,7 @@ int main(int argc, char** argv) {
   std::vector<int64_t> contexts = {4096, 8192, 16384, 32768, 65536};
   int64_t steps = 48, warmup = 4, budget = 1024;
   double factor = 2.0;
-  std::string out_path;
+  std::string out_path, note;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     const auto val = [&]() -> std::string {
@@ -205,6 +205,7 @@ int main(int argc, char** argv) {
     else if (a == "--budget") budget = std::stoll(val());
     else if (a == "--factor") factor = std::stod(val());
     else if (a == "--out") out_path = val();
+    else if (a == "--note") note = val();
     else {
       std::fprintf(stderr, "unknown argument %s\n", a.c_str());
       return 2;
@@ -224,6 +225,7 @@ int main(int argc, char** argv) {
     << static_cast<int64_t>(std::floor(factor * static_cast<double>(budget))) << " kept per head)\n";
   const char* ct = std::getenv("OPENBLAS_CORETYPE");
   o << "OPENBLAS_CORETYPE=" << (ct ? ct : "(unset)") << "   nproc " << cmd_output("nproc");
+  if (!note.empty()) o << "note: " << note << "\n";
   o << "machine at start: load average " << read_file("/proc/loadavg") << "\n";
   o << "top processes at start (%cpu, elapsed, command):\n";
   {
