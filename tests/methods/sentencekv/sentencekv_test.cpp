@@ -99,16 +99,20 @@ std::vector<float> run(kv::KvCache& c, const Shape& s, const Stream& st, int64_t
   int64_t done = 0;
   for (int64_t T : {prompt / 3, prompt - prompt / 3}) {
     c.observe_tokens(st.ids.data() + done, T);
-    c.append(st.k.data() + done * s.G * s.D, st.v.data() + done * s.G * s.D, T, st.pos.data() + done);
-    c.attend(st.q.data() + done * s.H * s.D, T, st.pos.data() + done, out.data() + done * s.H * s.D);
+    c.append(st.k.data() + done * s.G * s.D, st.v.data() + done * s.G * s.D, T,
+             st.pos.data() + done);
+    c.attend(st.q.data() + done * s.H * s.D, T, st.pos.data() + done,
+             out.data() + done * s.H * s.D);
     done += T;
   }
   c.end_prefill(kv::PrefillContext{prompt});
   if (step) step(-1);
   for (; done < st.S; ++done) {
     c.observe_tokens(st.ids.data() + done, 1);
-    c.append(st.k.data() + done * s.G * s.D, st.v.data() + done * s.G * s.D, 1, st.pos.data() + done);
-    c.attend(st.q.data() + done * s.H * s.D, 1, st.pos.data() + done, out.data() + done * s.H * s.D);
+    c.append(st.k.data() + done * s.G * s.D, st.v.data() + done * s.G * s.D, 1,
+             st.pos.data() + done);
+    c.attend(st.q.data() + done * s.H * s.D, 1, st.pos.data() + done,
+             out.data() + done * s.H * s.D);
     if (step) step(done);
   }
   return out;
@@ -120,11 +124,11 @@ struct Reference {
   const Stream& st;
   int64_t prompt, tau, keep_budget, window = 32, kernel = 7, start = 32, recent = 32;
   bool compat = true, boundary_full = true, global = false;
-  std::vector<std::vector<int64_t>> kept;                  // [H] token indices
-  std::vector<std::vector<std::vector<double>>> vec;        // [H][sent][D]
-  std::vector<std::vector<std::vector<int64_t>>> slots;     // [H][sent] slot lists
-  std::vector<std::vector<int64_t>> slot_tok;               // [H][slot] token
-  std::vector<int64_t> cur;                                 // current sentence's tokens
+  std::vector<std::vector<int64_t>> kept;                // [H] token indices
+  std::vector<std::vector<std::vector<double>>> vec;     // [H][sent][D]
+  std::vector<std::vector<std::vector<int64_t>>> slots;  // [H][sent] slot lists
+  std::vector<std::vector<int64_t>> slot_tok;            // [H][slot] token
+  std::vector<int64_t> cur;                              // current sentence's tokens
 
   double dot_qk(int64_t t, int64_t h, int64_t j) const {
     const int64_t g = h / (s.H / s.G);
@@ -153,7 +157,8 @@ struct Reference {
       pooled[h].resize(pre);
       for (int64_t i = 0; i < pre; ++i) {
         double m = -1;
-        for (int64_t j = std::max<int64_t>(0, i - kernel / 2); j <= std::min(pre - 1, i + kernel / 2); ++j)
+        for (int64_t j = std::max<int64_t>(0, i - kernel / 2);
+             j <= std::min(pre - 1, i + kernel / 2); ++j)
           m = std::max(m, a[j]);
         pooled[h][i] = m;
       }
@@ -172,7 +177,8 @@ struct Reference {
       const int64_t pre = n - w;
       std::vector<int64_t> idx(pre);
       std::iota(idx.begin(), idx.end(), 0);
-      std::stable_sort(idx.begin(), idx.end(), [&](int64_t x, int64_t y) { return pooled[h][x] > pooled[h][y]; });
+      std::stable_sort(idx.begin(), idx.end(),
+                       [&](int64_t x, int64_t y) { return pooled[h][x] > pooled[h][y]; });
       kept[h].assign(idx.begin(), idx.begin() + (keep - w));
       std::sort(kept[h].begin(), kept[h].end());
       for (int64_t i = pre; i < n; ++i) kept[h].push_back(i);
@@ -184,7 +190,8 @@ struct Reference {
       sent_of[i] = sid;
       if (st.ids[i] == kDot || st.ids[i] == kQuestion) ++sid;
     }
-    const int64_t n_sent = (n > 0 && (st.ids[n - 1] == kDot || st.ids[n - 1] == kQuestion)) ? sid : sid + 1;
+    const int64_t n_sent =
+        (n > 0 && (st.ids[n - 1] == kDot || st.ids[n - 1] == kQuestion)) ? sid : sid + 1;
     vec.assign(H, std::vector<std::vector<double>>(n_sent, std::vector<double>(s.D, 0.0)));
     slots.assign(H, std::vector<std::vector<int64_t>>(n_sent));
     slot_tok.assign(H, {});
@@ -213,7 +220,8 @@ struct Reference {
     std::vector<std::vector<double>> qbar(H, std::vector<double>(s.D, 0.0));
     for (int64_t h = 0; h < H; ++h)
       for (int64_t u : cur)
-        for (int64_t x = 0; x < s.D; ++x) qbar[h][x] += st.q[(u * s.H + h) * s.D + x] / static_cast<double>(cur.size());
+        for (int64_t x = 0; x < s.D; ++x)
+          qbar[h][x] += st.q[(u * s.H + h) * s.D + x] / static_cast<double>(cur.size());
     if (st.ids[t] == kDot || st.ids[t] == kQuestion) {
       for (int64_t h = 0; h < H; ++h) {
         const int64_t g = h / (s.H / s.G);
@@ -221,7 +229,8 @@ struct Reference {
         std::vector<int64_t> sl;
         for (int64_t u : cur) {
           sl.push_back(std::find(slot_tok[h].begin(), slot_tok[h].end(), u) - slot_tok[h].begin());
-          for (int64_t x = 0; x < s.D; ++x) m[x] += st.k[(u * s.G + g) * s.D + x] / static_cast<double>(cur.size());
+          for (int64_t x = 0; x < s.D; ++x)
+            m[x] += st.k[(u * s.G + g) * s.D + x] / static_cast<double>(cur.size());
         }
         vec[h].push_back(m);
         slots[h].push_back(sl);
@@ -244,7 +253,8 @@ struct Reference {
         for (int64_t x = 0; x < s.D; ++x) d += qbar[h][x] * vec[h][j][x];
         sc.push_back({d, j});
       }
-      std::stable_sort(sc.begin(), sc.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+      std::stable_sort(sc.begin(), sc.end(),
+                       [](const auto& a, const auto& b) { return a.first > b.first; });
       int64_t taken = 0;
       for (const auto& [d, j] : sc)
         for (int64_t slot : slots[h][j]) {
@@ -272,7 +282,8 @@ struct Reference {
     for (double& x : l) z += (x = std::exp(x - mx));
     std::vector<double> o(s.D, 0.0);
     for (size_t i = 0; i < sel.size(); ++i)
-      for (int64_t x = 0; x < s.D; ++x) o[x] += l[i] / z * st.v[(slot_tok[h][sel[i]] * s.G + g) * s.D + x];
+      for (int64_t x = 0; x < s.D; ++x)
+        o[x] += l[i] / z * st.v[(slot_tok[h][sel[i]] * s.G + g) * s.D + x];
     return o;
   }
 };
@@ -291,16 +302,20 @@ TEST(SentenceKv, RetrievalMatchesF64BruteForce) {
       Reference ref{s, st, prompt, 128, 192};
       ref.compat = ref.boundary_full = flags == "on";
       ref.prefill();
-      auto c = make(layer_info(pool, s), {{"mode", mode}, {"token_budget", "128"},
-                                          {"semantic_factor", "1.5"}, {"host_pool_dtype", "f32"},
-                                          {"boundary_full_attention", flags}, {"compat_slot32", flags}});
+      auto c = make(layer_info(pool, s), {{"mode", mode},
+                                          {"token_budget", "128"},
+                                          {"semantic_factor", "1.5"},
+                                          {"host_pool_dtype", "f32"},
+                                          {"boundary_full_attention", flags},
+                                          {"compat_slot32", flags}});
       int64_t bucket_steps = 0;
       const auto got = run(*c, s, st, prompt, [&](int64_t t) {
         if (t < 0) {
           ASSERT_EQ(c->slots(), 192);
           ASSERT_EQ(c->sentences(), static_cast<int64_t>(ref.vec[0].size()));
           for (int64_t h = 0; h < s.H; ++h) {
-            for (int64_t i = 0; i < c->slots(); ++i) ASSERT_EQ(c->slot_token(h, i), ref.kept[h][i]) << h;
+            for (int64_t i = 0; i < c->slots(); ++i)
+              ASSERT_EQ(c->slot_token(h, i), ref.kept[h][i]) << h;
             for (int64_t j = 0; j < c->sentences(); ++j) {
               ASSERT_EQ(c->sentence_slots(h, j), ref.slots[h][j]);
               for (int64_t x = 0; x < s.D; ++x)
@@ -329,7 +344,8 @@ TEST(SentenceKv, RetrievalMatchesF64BruteForce) {
           const auto o = again.attend(t, h, sel[h]);
           for (int64_t x = 0; x < s.D; ++x) want[h * s.D + x] = static_cast<float>(o[x]);
         }
-        ASSERT_TRUE(testing::all_close(got.data() + t * s.H * s.D, want.data(), s.H * s.D, 2e-5, 2e-5))
+        ASSERT_TRUE(
+            testing::all_close(got.data() + t * s.H * s.D, want.data(), s.H * s.D, 2e-5, 2e-5))
             << "step " << t;
       }
     }
@@ -344,8 +360,9 @@ TEST(SentenceKv, GlobalImportanceKeepsOneSetForAllHeads) {
   Reference ref{s, st, 250, 64, 96};
   ref.global = true;
   ref.prefill();
-  auto c = make(layer_info(pool, s), {{"token_budget", "64"}, {"semantic_factor", "1.5"},
-                                      {"importance_scope", "global"}});
+  auto c =
+      make(layer_info(pool, s),
+           {{"token_budget", "64"}, {"semantic_factor", "1.5"}, {"importance_scope", "global"}});
   run(*c, s, st, 250, [&](int64_t t) {
     if (t >= 0) return;
     for (int64_t h = 0; h < s.H; ++h)
@@ -362,8 +379,11 @@ TEST(SentenceKv, ModesAgreeWithSameSettings) {
   ThreadPool pool(2);
   const Shape s;
   const Stream st(s, 300, 5);
-  const Sets common = {{"token_budget", "96"}, {"semantic_factor", "2"}, {"host_pool_dtype", "f32"},
-                       {"boundary_full_attention", "on"}, {"compat_slot32", "on"}};
+  const Sets common = {{"token_budget", "96"},
+                       {"semantic_factor", "2"},
+                       {"host_pool_dtype", "f32"},
+                       {"boundary_full_attention", "on"},
+                       {"compat_slot32", "on"}};
   Sets a = common, b = common;
   a.push_back({"mode", "official_code"});
   b.push_back({"mode", "paper"});
@@ -394,8 +414,10 @@ TEST(SentenceKv, EveryTokenInExactlyOneTier) {
   const Stream st(s, S, 9);
   for (const std::string dtype : {"f32", "f16"}) {
     SCOPED_TRACE(dtype);
-    auto c = make(layer_info(pool, s), {{"mode", "paper"}, {"token_budget", "80"},
-                                        {"semantic_factor", "1.25"}, {"host_pool_dtype", dtype}});
+    auto c = make(layer_info(pool, s), {{"mode", "paper"},
+                                        {"token_budget", "80"},
+                                        {"semantic_factor", "1.25"},
+                                        {"host_pool_dtype", dtype}});
     const int64_t es = dtype == "f32" ? 4 : 2;
     const int64_t row_bytes = 2 * s.D * es;
     std::vector<std::set<int64_t>> expect_tokens(s.H);
@@ -485,8 +507,9 @@ TEST(SentenceKv, RetrievedSetIsDeterministic) {
   std::vector<float> first_out;
   for (int threads : {1, 2, 2}) {
     ThreadPool pool(threads);
-    auto c = make(layer_info(pool, s), {{"mode", "paper"}, {"token_budget", "64"},
-                                        {"start_budget", "8"}, {"recent_budget", "8"}});
+    auto c = make(
+        layer_info(pool, s),
+        {{"mode", "paper"}, {"token_budget", "64"}, {"start_budget", "8"}, {"recent_budget", "8"}});
     std::vector<std::vector<std::vector<int64_t>>> sets;
     const auto out = run(*c, s, st, 170, [&](int64_t t) {
       if (t < 0) return;
@@ -528,7 +551,8 @@ TEST(SentenceKv, BudgetCoveringContextReproducesFullCacheLogits) {
     seq.forward(prompt, all.data(), true);
     seq.end_prefill();
     for (size_t i = 0; i < next.size(); ++i)
-      seq.forward(std::span<const int32_t>(&next[i], 1), all.data() + (prompt.size() + i) * V, false);
+      seq.forward(std::span<const int32_t>(&next[i], 1), all.data() + (prompt.size() + i) * V,
+                  false);
     if (full_steps) {
       auto* c = dynamic_cast<SentenceKvCache*>(&seq.cache(1));
       for (const auto& st : c->steps()) full_steps->push_back(st.full_attention);
@@ -537,16 +561,19 @@ TEST(SentenceKv, BudgetCoveringContextReproducesFullCacheLogits) {
     }
     return all;
   };
-  const auto want = logits_of(kv::make_kv_factory("full_cache", ParamValues(std::vector<ParamDecl>{})), nullptr);
+  const auto want =
+      logits_of(kv::make_kv_factory("full_cache", ParamValues(std::vector<ParamDecl>{})), nullptr);
   for (const std::string mode : {"official_code", "paper"}) {
     SCOPED_TRACE(mode);
     std::vector<bool> full_steps;
-    const auto got = logits_of(
-        kv::make_kv_factory("sentencekv", params({{"mode", mode}, {"token_budget", "4096"},
-                                                  {"semantic_factor", "1"}, {"compat_slot32", "off"},
-                                                  {"host_pool_dtype", "f32"}, {"start_budget", "4"},
-                                                  {"recent_budget", "16"}})),
-        &full_steps);
+    const auto got = logits_of(kv::make_kv_factory("sentencekv", params({{"mode", mode},
+                                                                         {"token_budget", "4096"},
+                                                                         {"semantic_factor", "1"},
+                                                                         {"compat_slot32", "off"},
+                                                                         {"host_pool_dtype", "f32"},
+                                                                         {"start_budget", "4"},
+                                                                         {"recent_budget", "16"}})),
+                               &full_steps);
     // Prefill: the same kernel over the same bytes.
     EXPECT_EQ(0, std::memcmp(got.data(), want.data(), prompt.size() * V * sizeof(float)));
     // Decode: a different summation order (gathered rows); f32 rounding only.
@@ -561,7 +588,8 @@ TEST(SentenceKv, SmallBudgetDiffersFromFullCache) {
   ThreadPool pool(2);
   const Shape s;
   const Stream st(s, 200, 3);
-  auto full = kv::make_kv_factory("full_cache", ParamValues(std::vector<ParamDecl>{}))(layer_info(pool, s));
+  auto full =
+      kv::make_kv_factory("full_cache", ParamValues(std::vector<ParamDecl>{}))(layer_info(pool, s));
   auto c = make(layer_info(pool, s), {{"token_budget", "64"}, {"semantic_factor", "1"}});
   const auto a = run(*full, s, st, 150);
   const auto b = run(*c, s, st, 150);
@@ -574,8 +602,10 @@ TEST(SentenceKv, RecallTraceCountsTopTokens) {
   ThreadPool pool(2);
   const Shape s;
   const Stream st(s, 220, 31);
-  auto c = make(layer_info(pool, s), {{"token_budget", "64"}, {"semantic_factor", "1"},
-                                      {"recall_every", "5"}, {"boundary_full_attention", "off"}});
+  auto c = make(layer_info(pool, s), {{"token_budget", "64"},
+                                      {"semantic_factor", "1"},
+                                      {"recall_every", "5"},
+                                      {"boundary_full_attention", "off"}});
   run(*c, s, st, 160);
   int64_t sampled = 0;
   for (size_t i = 0; i < c->steps().size(); ++i) {
@@ -593,8 +623,10 @@ TEST(SentenceKv, RecallTraceCountsTopTokens) {
   }
   EXPECT_EQ(sampled, 12);
   // Everything kept and attended: recall 1, mass 1.
-  auto all = make(layer_info(pool, s), {{"token_budget", "4096"}, {"semantic_factor", "1"},
-                                        {"recall_every", "1"}, {"compat_slot32", "off"}});
+  auto all = make(layer_info(pool, s), {{"token_budget", "4096"},
+                                        {"semantic_factor", "1"},
+                                        {"recall_every", "1"},
+                                        {"compat_slot32", "off"}});
   run(*all, s, st, 160);
   for (const auto& x : all->steps()) {
     EXPECT_DOUBLE_EQ(x.recall_64, 1.0);
@@ -633,8 +665,9 @@ TEST(SentenceKv, ShippedConfigsValidate) {
       const std::string name = e.path().filename().string();
       if (name.rfind("sentencekv_", 0) != 0) continue;
       SCOPED_TRACE(e.path().string());
-      const std::vector<std::string> sets =
-          dir.ends_with("paper") ? std::vector<std::string>{"model=/path/to/model"} : std::vector<std::string>{};
+      const std::vector<std::string> sets = dir.ends_with("paper")
+                                                ? std::vector<std::string>{"model=/path/to/model"}
+                                                : std::vector<std::string>{};
       const auto sw = cli::load_cli_sweep(e.path().string(), sets);
       int64_t skv = 0;
       for (const auto& p : sw.points) {
@@ -642,8 +675,9 @@ TEST(SentenceKv, ShippedConfigsValidate) {
         ++skv;
         // The method builds with these parameters (its cross-parameter checks run).
         ThreadPool pool(1);
-        EXPECT_NO_THROW(kv::KvRegistry::instance().find("sentencekv").make(
-            layer_info(pool, Shape{}), p.config.method_params));
+        EXPECT_NO_THROW(kv::KvRegistry::instance()
+                            .find("sentencekv")
+                            .make(layer_info(pool, Shape{}), p.config.method_params));
       }
       EXPECT_GT(skv, 0);
       ++n;
