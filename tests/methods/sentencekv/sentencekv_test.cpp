@@ -351,6 +351,55 @@ TEST(SentenceKv, RetrievalMatchesF64BruteForce) {
     }
 }
 
+// official_code defaults: full attention exactly on the first decoded token, on each
+// sentence-closing token and on the token after it (the <= 1-query steps of methods.md 2.3 step 6).
+TEST(SentenceKv, OfficialCodeFullAttentionAroundBoundaries) {
+  ThreadPool pool(2);
+  const Shape s;
+  const Stream st(s, 320, 12);
+  auto c = make(layer_info(pool, s), {{"token_budget", "96"}, {"semantic_factor", "2"}});
+  run(*c, s, st, 200);
+  const auto& steps = c->steps();
+  ASSERT_EQ(steps.size(), 120u);
+  int64_t closes = 0;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const bool want = i == 0 || steps[i].closed_sentence || steps[i - 1].closed_sentence;
+    EXPECT_EQ(steps[i].full_attention, want) << i;
+    EXPECT_EQ(steps[i].closed_sentence, st.ids[200 + i] == kDot || st.ids[200 + i] == kQuestion);
+    if (steps[i].full_attention) {
+      EXPECT_EQ(steps[i].attended, static_cast<double>(192 + i + 1))
+          << i;  // every slot: kept + generated
+    }
+    closes += steps[i].closed_sentence;
+  }
+  EXPECT_GT(closes, 5);
+  EXPECT_EQ(c->sentences(), c->prompt_sentences() + closes);
+}
+
+// max_tokens_per_sentence caps every prompt sentence's slot list (the first slots are kept).
+TEST(SentenceKv, MaxTokensPerSentenceCapsSlotLists) {
+  ThreadPool pool(1);
+  const Shape s;
+  const Stream st(s, 160, 14);
+  auto full = make(layer_info(pool, s), {{"token_budget", "96"}, {"semantic_factor", "2"}});
+  auto cap =
+      make(layer_info(pool, s),
+           {{"token_budget", "96"}, {"semantic_factor", "2"}, {"max_tokens_per_sentence", "2"}});
+  run(*full, s, st, 160);
+  run(*cap, s, st, 160);
+  int64_t capped = 0;
+  for (int64_t h = 0; h < s.H; ++h)
+    for (int64_t j = 0; j < full->prompt_sentences(); ++j) {
+      const auto a = full->sentence_slots(h, j), b = cap->sentence_slots(h, j);
+      ASSERT_EQ(b.size(), std::min<size_t>(a.size(), 2));
+      ASSERT_TRUE(std::equal(b.begin(), b.end(), a.begin()));
+      capped += a.size() > 2;
+      for (int64_t x = 0; x < s.D; ++x)  // the vector still averages every kept token
+        ASSERT_EQ(full->sentence_vector(h, j)[x], cap->sentence_vector(h, j)[x]);
+    }
+  EXPECT_GT(capped, 0);
+}
+
 // importance_scope: global (the paper's text): scores summed over heads, one kept set shared by
 // every head, equal to the f64 reference.
 TEST(SentenceKv, GlobalImportanceKeepsOneSetForAllHeads) {
