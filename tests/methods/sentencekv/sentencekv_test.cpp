@@ -632,6 +632,63 @@ TEST(SentenceKv, BudgetCoveringContextReproducesFullCacheLogits) {
   }
 }
 
+// The engine (model::Sequence) hands every layer's cache the token ids of each append() just
+// before it, prefill chunks and decode steps alike, and passes the model's tokenizer in LayerInfo.
+TEST(SentenceKv, EngineObservesTokensBeforeEveryAppend) {
+  struct Spy : kv::KvCache {
+    std::unique_ptr<kv::KvCache> inner;
+    std::vector<int32_t> pending, seen;
+    int64_t bad = 0;
+    const model::Tokenizer* tok = nullptr;
+    void observe_tokens(const int32_t* ids, int64_t T) override { pending.assign(ids, ids + T); }
+    void append(const float* k, const float* v, int64_t T, const int32_t* p) override {
+      bad += static_cast<int64_t>(pending.size()) != T;
+      seen.insert(seen.end(), pending.begin(), pending.end());
+      pending.clear();
+      inner->append(k, v, T, p);
+    }
+    void attend(const float* q, int64_t T, const int32_t* p, float* o) override {
+      inner->attend(q, T, p, o);
+    }
+    MemoryReport memory() const override { return inner->memory(); }
+    int64_t tokens_seen() const override { return inner->tokens_seen(); }
+  };
+  testing::TempDir tmp;
+  write_random_model(model::InitOptions{model::preset_config("tiny"), DType::kF32, 1, 0.05},
+                     tmp.sub("m"));
+  const auto m = model::Model::load(tmp.sub("m"));
+  ThreadPool pool(1);
+  std::vector<Spy*> spies;
+  const kv::KvFactory full =
+      kv::make_kv_factory("full_cache", ParamValues(std::vector<ParamDecl>{}));
+  model::SequenceOptions so;
+  so.prefill_chunk = 7;
+  model::Sequence seq(
+      m,
+      [&](const kv::LayerInfo& info) {
+        auto s = std::make_unique<Spy>();
+        s->inner = full(info);
+        s->tok = info.tokenizer;
+        spies.push_back(s.get());
+        return std::unique_ptr<kv::KvCache>(std::move(s));
+      },
+      pool, so);
+  const std::vector<int32_t> prompt = {256, 72, 105, 46, 32, 87, 104, 111, 63,
+                                       10,  65, 66,  67, 46, 33, 34,  35};
+  seq.forward(prompt, nullptr, false);
+  seq.end_prefill();
+  const std::vector<int32_t> next = {46, 70, 71};
+  for (int32_t t : next) seq.forward(std::span<const int32_t>(&t, 1), nullptr, false);
+  std::vector<int32_t> want = prompt;
+  want.insert(want.end(), next.begin(), next.end());
+  ASSERT_EQ(spies.size(), 2u);
+  for (const Spy* s : spies) {
+    EXPECT_EQ(s->seen, want);
+    EXPECT_EQ(s->bad, 0);
+    EXPECT_EQ(s->tok, m->tokenizer());
+  }
+}
+
 // With a budget below the context the outputs differ from the full cache (the test above can fail).
 TEST(SentenceKv, SmallBudgetDiffersFromFullCache) {
   ThreadPool pool(2);
