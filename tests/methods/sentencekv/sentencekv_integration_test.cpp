@@ -48,6 +48,8 @@ struct Case {
   std::vector<std::string> must_not_find;  // strings that are not
 };
 
+void PrintTo(const Case& c, std::ostream* os) { *os << c.pkg; }
+
 class Boundaries : public ::testing::TestWithParam<Case> {};
 
 TEST_P(Boundaries, ExactlyTheBoundaryTokens) {
