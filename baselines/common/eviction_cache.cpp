@@ -1,12 +1,11 @@
 #include "baselines/common/eviction_cache.h"
 
-#include "baselines/common/window_scores.h"
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numeric>
 
+#include "baselines/common/window_scores.h"
 #include "framework/core/error.h"
 
 namespace kvlab::baselines {
