@@ -509,12 +509,21 @@ void SentenceKvCache::decode_step(const float* q, float* out) {
   const int64_t h2d0 = host_.h2d_bytes();
   gk_.resize(static_cast<size_t>(H));
   gv_.resize(static_cast<size_t>(H));
-  if (static_cast<int64_t>(zero_pos_.size()) < S_) zero_pos_.assign(static_cast<size_t>(S_), 0);
+  if (static_cast<int64_t>(zero_pos_.size()) < S_) zero_pos_.assign(static_cast<size_t>(2 * S_), 0);
   info_.pool->parallel_tasks(H, [&](int64_t h, int) {
     auto& sel = last_sel_[static_cast<size_t>(h)];
     select_head(h, qbar.data() + h * D, full, sel, n_taken[static_cast<size_t>(h)],
                 cut[static_cast<size_t>(h)]);
     const int64_t n = static_cast<int64_t>(sel.size());
+    const int32_t qp = 0;
+    const cpu::AttentionShape one{1, 1, D, info_.scale};
+    if (!paper && full) {
+      // official_code full-attention step: every resident slot of head h, read in place.
+      const cpu::KvView kv{k_.data() + h * cap_ * D, v_.data() + h * cap_ * D, S_, cap_ * D, D,
+                           zero_pos_.data()};
+      cpu::attention(q + h * D, 1, &qp, kv, one, out + h * D, nullptr, *info_.pool);
+      return;
+    }
     // Gather the attended rows into this head's workspace [n, D] (Eq. 3 over K_tau, V_tau). sel
     // is ascending, so host-tier slots (paper mode: [start, S - recent)) form one contiguous run,
     // filled by the host -> device transfer step; device rows are copied.
@@ -541,10 +550,8 @@ void SentenceKvCache::decode_step(const float* q, float* out) {
                   wv.data() + first_host * D);
     // Decode attention over the gathered rows: cpu::attention with one head (runs inline inside
     // this task); every gathered row precedes the query (positions 0).
-    const int32_t qp = 0;
     const cpu::KvView kv{wk.data(), wv.data(), n, n * D, D, zero_pos_.data()};
-    cpu::attention(q + h * D, 1, &qp, kv, cpu::AttentionShape{1, 1, D, info_.scale}, out + h * D,
-                   nullptr, *info_.pool);
+    cpu::attention(q + h * D, 1, &qp, kv, one, out + h * D, nullptr, *info_.pool);
   });
   st.h2d_bytes = host_.h2d_bytes() - h2d0;
   const int64_t local =
