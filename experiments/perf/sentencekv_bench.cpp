@@ -88,6 +88,7 @@ struct Row {
   double median_ms = 0, mean_ms = 0, min_ms = 0, select_s = 0;
   kvlab::MemoryReport mem;
   double h2d_per_step = 0;
+  double select_ms = 0, gather_ms = 0, attention_ms = 0;  // SentenceKV split, mean per step
 };
 
 Row run_one(const std::string& method, const kvlab::ParamValues& params, int64_t n, int64_t steps,
@@ -170,8 +171,13 @@ Row run_one(const std::string& method, const kvlab::ParamValues& params, int64_t
   r.mem = cache->memory();
   if (auto* skv = dynamic_cast<const kvlab::methods::SentenceKvCache*>(cache.get())) {
     int64_t moved = 0;
-    for (size_t i = static_cast<size_t>(warmup); i < skv->steps().size(); ++i)
-      moved += skv->steps()[i].h2d_bytes;
+    for (size_t i = static_cast<size_t>(warmup); i < skv->steps().size(); ++i) {
+      const auto& x = skv->steps()[i];
+      moved += x.h2d_bytes;
+      r.select_ms += x.select_ms / static_cast<double>(steps);
+      r.gather_ms += x.gather_ms / static_cast<double>(steps);
+      r.attention_ms += x.attention_ms / static_cast<double>(steps);
+    }
     r.h2d_per_step = static_cast<double>(moved) / static_cast<double>(steps);
   }
   return r;
@@ -253,7 +259,9 @@ int main(int argc, char** argv) {
        "lists), host = SentenceKV's host pool (f16), work = scratch (gather workspace, spare "
        "capacity)\n";
   o << "columns: select_s = end_prefill (window scoring + selection + bucketing); h2d = bytes "
-       "copied host -> device per decode step (paper mode)\n\n";
+       "copied host -> device per decode step (paper mode); sel/gath/attn_ms = SentenceKV's mean "
+       "per-step thread time (summed over heads, so up to threads x wall time) in sentence "
+       "scoring + ranking, row gathering (incl. the host -> device copy) and attention\n\n";
   std::fputs(o.str().c_str(), stdout);
   std::fflush(stdout);
 
@@ -281,21 +289,23 @@ int main(int argc, char** argv) {
   }
   std::ostringstream t;
   char line[512];
-  std::snprintf(line, sizeof(line), "%-26s %8s %10s %10s %10s %10s %12s %12s %12s %12s  %s\n",
-                "method", "context", "median_ms", "mean_ms", "min_ms", "select_s", "device_MiB",
-                "host_MiB", "work_MiB", "h2d_KiB/step", "load");
+  std::snprintf(line, sizeof(line),
+                "%-26s %8s %10s %10s %10s %10s %12s %12s %12s %12s %8s %8s %8s  %s\n", "method",
+                "context", "median_ms", "mean_ms", "min_ms", "select_s", "device_MiB", "host_MiB",
+                "work_MiB", "h2d_KiB/step", "sel_ms", "gath_ms", "attn_ms", "load");
   t << line;
   std::fputs(line, stdout);
   for (int64_t n : contexts)
     for (const auto& var : variants) {
       const Row r = run_one(var.method, var.params, n, steps, warmup, pool, tok);
       std::snprintf(line, sizeof(line),
-                    "%-26s %8lld %10.3f %10.3f %10.3f %10.3f %12.2f %12.2f %12.2f %12.1f  %s\n",
+                    "%-26s %8lld %10.3f %10.3f %10.3f %10.3f %12.2f %12.2f %12.2f %12.1f %8.2f "
+                    "%8.2f %8.2f  %s\n",
                     var.label.c_str(), static_cast<long long>(n), r.median_ms, r.mean_ms, r.min_ms,
                     r.select_s, static_cast<double>(r.mem.device_bytes) / 1048576.0,
                     static_cast<double>(r.mem.host_bytes) / 1048576.0,
                     static_cast<double>(r.mem.workspace_bytes) / 1048576.0, r.h2d_per_step / 1024.0,
-                    read_file("/proc/loadavg").c_str());
+                    r.select_ms, r.gather_ms, r.attention_ms, read_file("/proc/loadavg").c_str());
       t << line;
       std::fputs(line, stdout);
       std::fflush(stdout);

@@ -1,6 +1,7 @@
 #include "methods/sentencekv/sentencekv.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -510,10 +511,19 @@ void SentenceKvCache::decode_step(const float* q, float* out) {
   gk_.resize(static_cast<size_t>(H));
   gv_.resize(static_cast<size_t>(H));
   if (static_cast<int64_t>(zero_pos_.size()) < S_) zero_pos_.assign(static_cast<size_t>(2 * S_), 0);
+  using Clock = std::chrono::steady_clock;
+  const auto ms = [](Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+  };
+  std::vector<double> t_sel(static_cast<size_t>(H), 0.0), t_gather(static_cast<size_t>(H), 0.0),
+      t_attn(static_cast<size_t>(H), 0.0);
   info_.pool->parallel_tasks(H, [&](int64_t h, int) {
+    const auto t0 = Clock::now();
     auto& sel = last_sel_[static_cast<size_t>(h)];
     select_head(h, qbar.data() + h * D, full, sel, n_taken[static_cast<size_t>(h)],
                 cut[static_cast<size_t>(h)]);
+    const auto t1 = Clock::now();
+    t_sel[static_cast<size_t>(h)] = ms(t0, t1);
     const int64_t n = static_cast<int64_t>(sel.size());
     const int32_t qp = 0;
     const cpu::AttentionShape one{1, 1, D, info_.scale};
@@ -522,6 +532,7 @@ void SentenceKvCache::decode_step(const float* q, float* out) {
       const cpu::KvView kv{k_.data() + h * cap_ * D, v_.data() + h * cap_ * D, S_, cap_ * D, D,
                            zero_pos_.data()};
       cpu::attention(q + h * D, 1, &qp, kv, one, out + h * D, nullptr, *info_.pool);
+      t_attn[static_cast<size_t>(h)] = ms(t1, Clock::now());
       return;
     }
     // Gather the attended rows into this head's workspace [n, D] (Eq. 3 over K_tau, V_tau). sel
@@ -550,9 +561,17 @@ void SentenceKvCache::decode_step(const float* q, float* out) {
                   wv.data() + first_host * D);
     // Decode attention over the gathered rows: cpu::attention with one head (runs inline inside
     // this task); every gathered row precedes the query (positions 0).
+    const auto t2 = Clock::now();
+    t_gather[static_cast<size_t>(h)] = ms(t1, t2);
     const cpu::KvView kv{wk.data(), wv.data(), n, n * D, D, zero_pos_.data()};
     cpu::attention(q + h * D, 1, &qp, kv, one, out + h * D, nullptr, *info_.pool);
+    t_attn[static_cast<size_t>(h)] = ms(t2, Clock::now());
   });
+  for (int64_t h = 0; h < H; ++h) {
+    st.select_ms += t_sel[static_cast<size_t>(h)];
+    st.gather_ms += t_gather[static_cast<size_t>(h)];
+    st.attention_ms += t_attn[static_cast<size_t>(h)];
+  }
   st.h2d_bytes = host_.h2d_bytes() - h2d0;
   const int64_t local =
       std::min(opt_.start_budget, S_) +
@@ -759,6 +778,9 @@ void SentenceKvCache::trace(TraceSink& sink) const {
     sink.append_scalar(p + "attended_tokens", s.attended, "tokens (mean over heads)");
     sink.append_scalar(p + "h2d_bytes", static_cast<double>(s.h2d_bytes), "bytes");
     sink.append_scalar(p + "d2h_bytes", static_cast<double>(s.d2h_bytes), "bytes");
+    sink.append_scalar(p + "select_ms", s.select_ms, "ms (thread time, summed over heads)");
+    sink.append_scalar(p + "gather_ms", s.gather_ms, "ms (thread time, summed over heads)");
+    sink.append_scalar(p + "attention_ms", s.attention_ms, "ms (thread time, summed over heads)");
     if (opt_.recall_every > 0) {
       const double nan = std::numeric_limits<double>::quiet_NaN();
       const bool has = s.recall_64 >= 0;

@@ -87,7 +87,11 @@ struct SentenceKvStep {
   double attended = 0;       // mean over heads of slots attended
   int64_t h2d_bytes = 0;     // host -> device this step (paper mode)
   int64_t d2h_bytes = 0;     // device -> host this step (paper mode)
-  // Recall diagnostics (recall_every > 0, sampled steps; else NaN): means over heads.
+  // Time split, summed over heads (thread time, ms): scoring + ranking + slot selection;
+  // gathering rows (device copies and the host -> device transfer); attention.
+  double select_ms = 0, gather_ms = 0, attention_ms = 0;
+  // Recall diagnostics (recall_every > 0, sampled steps; -1 otherwise, NaN in the trace):
+  // means over heads.
   double recall_tau = -1, recall_64 = -1, mass = -1, lost_prefill_64 = -1, lost_decode_64 = -1;
 };
 
