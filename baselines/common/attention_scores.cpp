@@ -1,6 +1,9 @@
 #include "baselines/common/attention_scores.h"
 
+#include <algorithm>
 #include <cmath>
+
+#include "framework/core/error.h"
 
 namespace kvlab::baselines {
 
@@ -57,6 +60,31 @@ std::vector<std::vector<double>> group_mean(const std::vector<std::vector<double
     for (size_t s = 0; s < S; ++s)
       out[static_cast<size_t>(h / group)][s] +=
           acc[static_cast<size_t>(h)][s] / static_cast<double>(group);
+  return out;
+}
+
+Pooling parse_pooling(const std::string& name, const std::string& key) {
+  if (name == "max") return Pooling::kMax;
+  if (name == "avg") return Pooling::kAvg;
+  if (name == "none") return Pooling::kNone;
+  fail(key, ": unknown pooling '", name, "' (max, avg or none)");
+}
+
+std::vector<double> pool_scores(const std::vector<double>& a, int64_t n, int64_t kernel,
+                                Pooling pooling) {
+  KVLAB_CHECK(n <= static_cast<int64_t>(a.size()) && kernel >= 1);
+  if (pooling == Pooling::kNone) return std::vector<double>(a.begin(), a.begin() + n);
+  std::vector<double> out(static_cast<size_t>(n));
+  const int64_t r = kernel / 2;
+  for (int64_t s = 0; s < n; ++s) {
+    const int64_t lo = std::max<int64_t>(0, s - r), hi = std::min<int64_t>(n - 1, s + r);
+    double v = pooling == Pooling::kMax ? -1.0 : 0.0;
+    for (int64_t j = lo; j <= hi; ++j)
+      v = pooling == Pooling::kMax ? std::max(v, a[static_cast<size_t>(j)])
+                                   : v + a[static_cast<size_t>(j)];
+    if (pooling == Pooling::kAvg) v /= static_cast<double>(kernel);
+    out[static_cast<size_t>(s)] = v;
+  }
   return out;
 }
 

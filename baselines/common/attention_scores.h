@@ -1,9 +1,12 @@
-// Attention-derived token scores shared by SnapKV (selection), H2O-style accumulators and OjaKV
-// (salient prefill batch and residual weighting, methods.md 1.3 steps 1-2): the last prompt queries
-// (observation window) and exact softmax probabilities of queries over a cache view.
+// Attention-derived token scores shared by SnapKV (selection; Li et al. 2024 section 4.1),
+// H2O-style accumulators, OjaKV (salient prefill batch and residual weighting, methods.md 1.3
+// steps 1-2) and SentenceKV (prefill selection, methods.md 2.3): the last prompt queries
+// (observation window), exact softmax probabilities of queries over a cache view, and SnapKV's
+// 1-D pooling of the summed votes along tokens.
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "framework/backend/cpu/kernels.h"
@@ -39,5 +42,15 @@ void accumulate_probabilities(const float* q, int64_t T, const int32_t* q_pos, c
 
 // Per KV head: the mean over its H/G query heads of acc [H][S] -> [G][S] (GQA, as SnapKV).
 std::vector<std::vector<double>> group_mean(const std::vector<std::vector<double>>& acc, int64_t G);
+
+enum class Pooling { kMax, kAvg, kNone };
+// "max" | "avg" | "none"; anything else is an error naming `key`.
+Pooling parse_pooling(const std::string& name, const std::string& key);
+
+// 1-D pooling of a[0, n) with stride 1 and padding kernel/2 (kernel odd): max pool (padding
+// never wins, as torch max_pool1d's -inf padding), avg pool counting the padding (sum / kernel,
+// torch avg_pool1d's count_include_pad), or a copy (kNone). Returns [n].
+std::vector<double> pool_scores(const std::vector<double>& a, int64_t n, int64_t kernel,
+                                Pooling pooling);
 
 }  // namespace kvlab::baselines

@@ -57,18 +57,12 @@ class SnapKv : public EvictionCache {
     accumulate_probabilities(obs_.queries(), w, obs_.positions(), lse.data(), acc);
     std::vector<std::vector<double>> scores(static_cast<size_t>(G),
                                             std::vector<double>(static_cast<size_t>(S_), 0.0));
-    const int64_t r = kernel_ / 2;
     for (int64_t h = 0; h < H; ++h) {
-      const auto& a = acc[static_cast<size_t>(h)];
+      const auto pooled = pool_scores(acc[static_cast<size_t>(h)], n, kernel_,
+                                      max_pool_ ? Pooling::kMax : Pooling::kAvg);
       auto& sc = scores[static_cast<size_t>(h / group)];
-      for (int64_t s = 0; s < n; ++s) {
-        const int64_t lo = std::max<int64_t>(0, s - r), hi = std::min<int64_t>(n - 1, s + r);
-        double v = max_pool_ ? -1.0 : 0.0;
-        for (int64_t j = lo; j <= hi; ++j)
-          v = max_pool_ ? std::max(v, a[static_cast<size_t>(j)]) : v + a[static_cast<size_t>(j)];
-        if (!max_pool_) v /= static_cast<double>(kernel_);
-        sc[static_cast<size_t>(s)] += v / static_cast<double>(group);
-      }
+      for (int64_t s = 0; s < n; ++s)
+        sc[static_cast<size_t>(s)] += pooled[static_cast<size_t>(s)] / static_cast<double>(group);
     }
     std::vector<int64_t> forced;
     for (int64_t i = n; i < S_; ++i) forced.push_back(i);

@@ -17,6 +17,10 @@
 #include "framework/core/thread_pool.h"
 #include "framework/core/trace_sink.h"
 
+namespace kvlab::model {
+class Tokenizer;
+}
+
 namespace kvlab::kv {
 
 // What a layer's cache knows about the model. Small, named, no YAML/CLI types (style.md 5.5).
@@ -30,6 +34,9 @@ struct LayerInfo {
   int64_t max_context = 0;          // upper bound on tokens this sequence will hold (capacity hint)
   const cpu::Rope* rope = nullptr;  // the model's RoPE (for pre-RoPE storage or key re-rotation)
   ThreadPool* pool = nullptr;
+  // The model's tokenizer when it has one (methods that look at token strings, e.g. SentenceKV's
+  // sentence boundaries); null otherwise.
+  const model::Tokenizer* tokenizer = nullptr;
 };
 
 struct PrefillContext {
@@ -42,6 +49,9 @@ class KvCache {
   // Stores T new tokens: keys and values [T, G, D] (post-RoPE keys), positions [T] increasing.
   virtual void append(const float* keys, const float* values, int64_t T,
                       const int32_t* positions) = 0;
+  // Token ids [T] of the next append(); the engine calls it before append() on every layer.
+  // Methods that need the ids (SentenceKV's sentence boundaries) override it; default: ignored.
+  virtual void observe_tokens(const int32_t* ids, int64_t T) {}
   // Causal attention of queries [T, H, D] at q_positions [T] over everything the cache keeps;
   // writes out [T, H, D]. Called after append() of the same tokens.
   virtual void attend(const float* queries, int64_t T, const int32_t* q_positions,

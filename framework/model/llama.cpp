@@ -89,6 +89,7 @@ Sequence::Sequence(std::shared_ptr<const Model> model, const kv::KvFactory& make
     info.max_context = opt_.max_context;
     info.rope = &model_->rope();
     info.pool = &pool_;
+    info.tokenizer = model_->tokenizer();
     caches_.push_back(make_cache(info));
   }
 }
@@ -148,6 +149,7 @@ void Sequence::forward_chunk(const int32_t* tokens, int64_t T, float* logits, bo
     m.rope().apply(q_.data(), T, H, positions_.data());
     m.rope().apply(k_.data(), T, G, positions_.data());
     kv::KvCache& cache = *caches_[l];
+    cache.observe_tokens(tokens, T);
     cache.append(k_.data(), v_.data(), T, positions_.data());
     cache.attend(q_.data(), T, positions_.data(), att_.data());
     cpu::linear(att_.data(), T, w.wo, w.bo ? &*w.bo : nullptr, xn_.data(), pool_);
