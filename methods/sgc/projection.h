@@ -5,9 +5,10 @@
 // thread. `stream` is the block index (projection_storage regenerate / stored) or a key of the
 // chunk shape (shared_per_shape). Stored and regenerated projectors give bit-identical columns.
 //
-// Distributions: gaussian N(0, 1/k) (Box-Muller in f64 on two 32-bit uniforms per row pair,
-// rounded to f32), rademacher +-1/sqrt(k) (one bit per row), identity (test hook: requires
-// k == d, A = I, so SGC with s = d reduces to AdamW exactly; see tests/methods/sgc).
+// Distributions: gaussian N(0, 1/k) (Box-Muller in f32 on two 24-bit uniforms per row pair),
+// rademacher +-1/sqrt(k) (one bit per row), identity (test hook: requires k == d, A = I, so SGC
+// with s = d reduces to AdamW exactly; see tests/methods/sgc). Generation cost per entry
+// (optim_bench): gaussian ~10x rademacher; a regenerated OMP pass is generation-bound.
 #pragma once
 
 #include <cstdint>

@@ -212,6 +212,7 @@ TEST(Projector, DistributionsHaveTheDeclaredMoments) {
   EXPECT_NEAR(s2 / n * k, 1.0, 0.01);
   EXPECT_NEAR(s4 / n, 3.0, 0.06);
   const Projector r(ProjectionKind::kRademacher, 70, 10, 1, 0, false);
+  c.resize(70);
   int pos = 0;
   for (int64_t j = 0; j < 10; ++j) {
     r.column(j, c.data());
