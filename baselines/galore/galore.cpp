@@ -1,5 +1,7 @@
 #include "baselines/galore/galore.h"
 
+#include <cblas.h>
+
 #include <cmath>
 #include <memory>
 
@@ -60,7 +62,7 @@ GaLore::GaLore(const GaLoreParams& p) : p_(p) {
 }
 
 void GaLore::prepare(std::span<const optim::ParamBlock> params) {
-  if (!blocks_.empty() || (params.empty() && step_ > 0)) {
+  if (!blocks_.empty()) {
     if (blocks_.size() != params.size())
       fail("galore: step got ", params.size(), " parameter blocks, the optimizer holds state for ",
            blocks_.size());
@@ -123,23 +125,14 @@ void GaLore::step(std::span<optim::ParamBlock> params, double lr) {
           for (int64_t i = 0; i < m; ++i)
             for (int64_t a = 0; a < r; ++a) b.ortho[static_cast<size_t>(i * r + a)] = static_cast<float>(sv.U(i, a));
       }
+      // f32 GEMMs (OpenBLAS), as torch.matmul in galore_torch.
       R.assign(b.exp_avg.size(), 0.0f);
-      if (b.right) {  // R [m, r] = G O^T, O [r, n]
-        for (int64_t i = 0; i < m; ++i)
-          for (int64_t a = 0; a < r; ++a) {
-            double s = 0;
-            for (int64_t j = 0; j < n; ++j) s += static_cast<double>(g[i * n + j]) * b.ortho[static_cast<size_t>(a * n + j)];
-            R[static_cast<size_t>(i * r + a)] = static_cast<float>(s);
-          }
-      } else {  // R [r, n] = O^T G, O [m, r]
-        std::vector<double> acc(static_cast<size_t>(r * n), 0.0);
-        for (int64_t i = 0; i < m; ++i)
-          for (int64_t a = 0; a < r; ++a) {
-            const double o = b.ortho[static_cast<size_t>(i * r + a)];
-            for (int64_t j = 0; j < n; ++j) acc[static_cast<size_t>(a * n + j)] += o * g[i * n + j];
-          }
-        for (size_t e = 0; e < acc.size(); ++e) R[e] = static_cast<float>(acc[e]);
-      }
+      if (b.right)  // R [m, r] = G [m, n] O^T, O [r, n]
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, r, n, 1.0f, g, n, b.ortho.data(),
+                    n, 0.0f, R.data(), r);
+      else  // R [r, n] = O^T G, O [m, r]
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, n, m, 1.0f, b.ortho.data(), r, g,
+                    n, 0.0f, R.data(), n);
       g = R.data();
     }
     const size_t nm = b.exp_avg.size();
@@ -154,21 +147,13 @@ void GaLore::step(std::span<optim::ParamBlock> params, double lr) {
     const int64_t numel = pb.numel();
     if (b.target) {  // back(N) * scale, then W += neg_step * that
       std::vector<float> back(static_cast<size_t>(numel));
-      if (b.right) {  // [m, r] x [r, n]
-        for (int64_t i = 0; i < m; ++i)
-          for (int64_t j = 0; j < n; ++j) {
-            double s = 0;
-            for (int64_t a = 0; a < r; ++a) s += static_cast<double>(N[static_cast<size_t>(i * r + a)]) * b.ortho[static_cast<size_t>(a * n + j)];
-            back[static_cast<size_t>(i * n + j)] = static_cast<float>(s) * scale;
-          }
-      } else {  // [m, r] x [r, n]
-        for (int64_t i = 0; i < m; ++i)
-          for (int64_t j = 0; j < n; ++j) {
-            double s = 0;
-            for (int64_t a = 0; a < r; ++a) s += static_cast<double>(b.ortho[static_cast<size_t>(i * r + a)]) * N[static_cast<size_t>(a * n + j)];
-            back[static_cast<size_t>(i * n + j)] = static_cast<float>(s) * scale;
-          }
-      }
+      if (b.right)  // N [m, r] O [r, n]
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, r, 1.0f, N.data(), r,
+                    b.ortho.data(), n, 0.0f, back.data(), n);
+      else  // O [m, r] N [r, n]
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, r, 1.0f, b.ortho.data(), r,
+                    N.data(), n, 0.0f, back.data(), n);
+      for (auto& x : back) x *= scale;
       for (int64_t j = 0; j < numel; ++j) w[j] = std::fma(neg_step, back[static_cast<size_t>(j)], w[j]);
     } else {
       for (int64_t j = 0; j < numel; ++j) w[j] = std::fma(neg_step, N[static_cast<size_t>(j)], w[j]);

@@ -14,7 +14,9 @@
 // Every other block (norms, embeddings, head) runs the same AdamW without projection, as the
 // official optimizer does for its parameter group without "rank".
 // Note: the projector is over the smaller side; the states take the larger one. The SVD is
-// f64 (torch computes it in f32); the golden (tests/golden/make_galore_goldens.py) does the same.
+// f64 (torch computes it in f32; the golden, tests/golden/make_galore_goldens.py, uses f64 too);
+// projections and the back-projection are f32 GEMMs (OpenBLAS), as torch.matmul is. Cost per
+// step: 4 m n r flops of GEMM + O(m n) elementwise; a refresh adds the SVD, O(m n min(m, n)).
 // State (methods.md 3.4): per target block 2*r*max(m,n) moments + r*min(m,n) projector floats,
 // f32; other blocks 2*numel. state(): "galore/exp_avg/<b>", "galore/exp_avg_sq/<b>" for every
 // block, then "galore/ortho/<b>" for target blocks.

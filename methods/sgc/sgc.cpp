@@ -1,5 +1,7 @@
 #include "methods/sgc/sgc.h"
 
+#include <cblas.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -350,17 +352,11 @@ void Sgc::step_block(Block& b, optim::ParamBlock& pb, double lr, int64_t t) {
         for (int64_t a = 0; a < r; ++a) b.P[static_cast<size_t>(i * r + a)] = static_cast<float>(sv.U(i, a));
       ws = std::max<int64_t>(ws, 8 * (m * n + m * std::min(m, n) + std::min(m, n) * n));
     }
-    std::vector<double> R(static_cast<size_t>(r * n), 0.0);
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t a = 0; a < r; ++a) {
-        const double pia = b.P[static_cast<size_t>(i * r + a)];
-        const float* gi = pb.grad + i * n;
-        double* Ra = R.data() + a * n;
-        for (int64_t j = 0; j < n; ++j) Ra[j] += pia * gi[j];
-      }
-    xbuf.assign(R.begin(), R.end());
+    xbuf.assign(static_cast<size_t>(r * n), 0.0f);  // R [r, n] = P^T G, f32 GEMM
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, n, m, 1.0f, b.P.data(), r, pb.grad, n,
+                0.0f, xbuf.data(), n);
     x = xbuf.data();
-    ws += 12 * r * n;
+    ws += 4 * r * n;
   }
 
   const double bc1 = 1.0 - std::pow(p_.beta1, static_cast<double>(t));

@@ -19,7 +19,8 @@
 //     m^, and 0 where v^_i <= 0 (not recovered there) [DECIDE]
 //   W   = W - lr (alpha Delta + wd W)      decoupled decay (ParamBlock::weight_decay)   (step 8)
 // CESGC maps back with P: W -= lr alpha P Delta_R, P [m, r] the top-r left singular vectors of G
-// (framework/linalg svd_thin, sign-fixed), recomputed when (t - 1) % svd_refresh == 0.
+// (framework/linalg svd_thin, sign-fixed), recomputed when (t - 1) % svd_refresh == 0;
+// R = P^T G by f32 GEMM (OpenBLAS).
 // Rounding: u is formed as (f32(-lr alpha / bc1) * p) / (sqrt(q) / f32(sqrt(bc2)) + eps), the
 // same f32 expression as baselines/adamw, so with A = I (projection = identity, k = d) and s = d
 // every step equals AdamW's bit for bit (OMP on I is exact in f64). Equivalent to step 8 by
