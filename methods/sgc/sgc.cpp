@@ -147,6 +147,10 @@ std::vector<ParamDecl> sgc_param_decls(Variant v) {
            "CESGC rank r of P (clamped to min(m, n)); GaLore's default rank"),
       decl("svd_refresh", T::kInt, int64_t{200}, 1.0, {}, {},
            "CESGC: recompute P by SVD of the gradient every svd_refresh steps (GaLore default)"),
+      decl("diagnostics", T::kBool, false, {}, {}, {},
+           "methods.md 3.8 diagnostics for small models: shadow sparse Adam and AdamW per target "
+           "block (4 f32 per element of x, in the state) to trace the OMP recovery error, "
+           "support recall and the cosine to the AdamW update"),
       decl("target_modules", T::kString, std::string("q,k,v,o,up,down,gate"), {}, {}, {},
            "2-D blocks compressed, by Hugging Face module name (q = q_proj ...); every other "
            "block (norms, embeddings, head) is updated by plain AdamW with the same betas, eps "
@@ -194,6 +198,7 @@ SgcParams sgc_params_from(const ParamValues& v) {
   p.svd_rank = v.get_int("svd_rank");
   p.svd_refresh = v.get_int("svd_refresh");
   p.target_modules = optim::parse_target_modules(v.get_string("target_modules"), "target_modules");
+  p.diagnostics = v.get_bool("diagnostics");
   return p;
 }
 
@@ -313,7 +318,11 @@ void Sgc::prepare(std::span<const optim::ParamBlock> params) {
     b.p.assign(static_cast<size_t>(in.k), 0.0f);
     b.q.assign(static_cast<size_t>(in.k), 0.0f);
     if (p_.variant == Variant::kCesgc) b.P.assign(static_cast<size_t>(in.m * in.rank), 0.0f);
-    in.state_bytes = static_cast<int64_t>((b.p.size() + b.q.size() + b.P.size()) * sizeof(float)) +
+    if (p_.diagnostics)
+      for (auto* v : {&b.ms, &b.vs, &b.mf, &b.vf}) v->assign(static_cast<size_t>(in.d), 0.0f);
+    in.state_bytes = static_cast<int64_t>((b.p.size() + b.q.size() + b.P.size() + b.ms.size() +
+                                           b.vs.size() + b.mf.size() + b.vf.size()) *
+                                          sizeof(float)) +
                      (b.own ? b.own->bytes() : 0);
     blocks_.push_back(std::move(b));
   }
@@ -378,6 +387,7 @@ void Sgc::step_block(Block& b, optim::ParamBlock& pb, double lr, int64_t t) {
   double total = 0, kept = 0, res2 = 0, y2 = 0;
   int64_t iters = 0;
   std::vector<std::pair<int64_t, float>> delta;  // (flat index in x, Delta) over all chunks
+  std::vector<int64_t> kept_idx;                  // diagnostics: supp(x_s), flat in x
   const auto kc = static_cast<size_t>(b.kc);
   std::vector<double> cd(kc), y(kc);
   for (int64_t ch = 0; ch < in.chunks; ++ch) {
@@ -389,6 +399,7 @@ void Sgc::step_block(Block& b, optim::ParamBlock& pb, double lr, int64_t t) {
     for (size_t e = 0; e < idx.size(); ++e) {
       vals[e] = xc[idx[e]];
       kept += vals[e] * vals[e];
+      if (p_.diagnostics) kept_idx.push_back(ch * b.dc + idx[e]);
     }
     t_sparsify_ += since(t0);
     t0 = Clock::now();
@@ -450,10 +461,11 @@ void Sgc::step_block(Block& b, optim::ParamBlock& pb, double lr, int64_t t) {
       }
     }
   }
+  std::sort(delta.begin(), delta.end());
+  if (p_.diagnostics) diagnose(b, x, kept_idx, delta, t, lr);
   // Step 8: W += -lr alpha Delta (CESGC: mapped back through P).
   auto t0 = Clock::now();
   if (p_.variant != Variant::kCesgc) {
-    std::sort(delta.begin(), delta.end());
     for (const auto& [j, dv] : delta) w[j] = w[j] + dv;
   } else {
     std::vector<double> dW(static_cast<size_t>(m * n), 0.0);
@@ -470,6 +482,54 @@ void Sgc::step_block(Block& b, optim::ParamBlock& pb, double lr, int64_t t) {
   in.omp_residual = y2 > 0 ? std::sqrt(res2 / y2) : 0.0;
   in.omp_iterations = iters;
   workspace_bytes_ = std::max(workspace_bytes_, ws);
+}
+
+// methods.md 3.8 diagnostics, all in the space of x [d], with the step's f32 expressions:
+//   sparse Adam on x_s: ms = b1 ms + (1-b1) x_s, vs = b2 vs + (1-b2) x_s^2 (every entry decays),
+//     Delta_ref = (f32(-lr alpha/bc1) ms) / (sqrt(vs)/f32(sqrt(bc2)) + eps);
+//   AdamW on x (mf, vf likewise), Delta_full; then the three BlockInfo figures. Cost O(d).
+void Sgc::diagnose(Block& b, const float* x, const std::vector<int64_t>& kept_idx,
+                   const std::vector<std::pair<int64_t, float>>& delta, int64_t t, double lr) {
+  const int64_t d = b.info.d;
+  const double bc1 = 1.0 - std::pow(p_.beta1, static_cast<double>(t));
+  const double bc2 = 1.0 - std::pow(p_.beta2, static_cast<double>(t));
+  const float b1 = static_cast<float>(p_.beta1), omb1 = static_cast<float>(1.0 - p_.beta1);
+  const float b2 = static_cast<float>(p_.beta2), omb2 = static_cast<float>(1.0 - p_.beta2);
+  const float bc2s = static_cast<float>(std::sqrt(bc2)), eps = static_cast<float>(p_.eps);
+  const float neg_step = static_cast<float>(-lr * p_.alpha / bc1);
+  std::vector<float> xs(static_cast<size_t>(d), 0.0f), ref(static_cast<size_t>(d)), dense(static_cast<size_t>(d), 0.0f);
+  for (int64_t j : kept_idx) xs[static_cast<size_t>(j)] = x[j];
+  for (const auto& [j, v] : delta) dense[static_cast<size_t>(j)] = v;
+  double err = 0, nref = 0, dot = 0, na = 0, nf = 0;
+  int64_t nnz = 0;
+  for (int64_t j = 0; j < d; ++j) {
+    const auto u = static_cast<size_t>(j);
+    b.ms[u] = std::fma(omb1, xs[u], b.ms[u] * b1);
+    b.vs[u] = std::fma(omb2 * xs[u], xs[u], b.vs[u] * b2);
+    ref[u] = (neg_step * b.ms[u]) / (std::sqrt(b.vs[u]) / bc2s + eps);
+    b.mf[u] = std::fma(omb1, x[j], b.mf[u] * b1);
+    b.vf[u] = std::fma(omb2 * x[j], x[j], b.vf[u] * b2);
+    const double full = (neg_step * b.mf[u]) / (std::sqrt(b.vf[u]) / bc2s + eps);
+    const double a = dense[u], r = ref[u];
+    err += (a - r) * (a - r);
+    nref += r * r;
+    dot += a * full;
+    na += a * a;
+    nf += full * full;
+    nnz += r != 0;
+  }
+  BlockInfo& in = b.info;
+  in.recovery_error = nref > 0 ? std::sqrt(err / nref) : 0.0;
+  in.update_cosine = na > 0 && nf > 0 ? dot / std::sqrt(na * nf) : 0.0;
+  const int64_t want = std::min(in.omp_sparsity, nnz);
+  if (want == 0) {
+    in.support_recall = 1.0;
+    return;
+  }
+  const std::vector<int64_t> top = top_s(ref.data(), d, want);  // ascending
+  int64_t hit = 0;
+  for (const auto& [j, v] : delta) hit += std::binary_search(top.begin(), top.end(), j) ? 1 : 0;
+  in.support_recall = static_cast<double>(hit) / static_cast<double>(want);
 }
 
 int64_t Sgc::state_bytes() const {
@@ -489,6 +549,11 @@ std::vector<optim::StateTensor> Sgc::state() {
                      static_cast<int64_t>(b.own->storage().size())});
     if (!b.P.empty())
       out.push_back({"sgc/P/" + b.info.name, b.P.data(), static_cast<int64_t>(b.P.size())});
+    const std::pair<const char*, std::vector<float>*> diag[] = {
+        {"ms", &b.ms}, {"vs", &b.vs}, {"mf", &b.mf}, {"vf", &b.vf}};
+    for (const auto& [tag, v] : diag)
+      if (!v->empty())
+        out.push_back({str("sgc/diag_", tag, "/", b.info.name), v->data(), static_cast<int64_t>(v->size())});
   }
   for (auto& [shape, pr] : shared_)
     out.push_back({str("sgc/A_shared/", shape.first, "x", shape.second), pr->storage().data(),
@@ -524,6 +589,17 @@ void Sgc::trace(TraceSink& sink) const {
   sink.append_row("optim/sgc/omp_residual", resid, "fraction");
   sink.append_row("optim/sgc/omp_iterations", iters, "atoms");
   sink.append_row("optim/sgc/state_bytes", bytes, "bytes");
+  if (p_.diagnostics) {
+    std::vector<float> rerr, recall, cosine;
+    for (const auto& b : blocks_) {
+      rerr.push_back(static_cast<float>(b.info.recovery_error));
+      recall.push_back(static_cast<float>(b.info.support_recall));
+      cosine.push_back(static_cast<float>(b.info.update_cosine));
+    }
+    sink.append_row("optim/sgc/recovery_error", rerr, "fraction");
+    sink.append_row("optim/sgc/support_recall", recall, "fraction");
+    sink.append_row("optim/sgc/update_cosine", cosine, "1");
+  }
   sink.append_scalar("optim/sgc/workspace_bytes", static_cast<double>(workspace_bytes_), "bytes");
   sink.append_scalar("optim/sgc/sparsify_s", t_sparsify_, "s");
   sink.append_scalar("optim/sgc/project_s", t_project_, "s");

@@ -37,6 +37,10 @@
 // attribute "blocks"): optim/sgc/energy_kept (||x_s||^2/||x||^2), optim/sgc/omp_residual
 // (||y - A Delta|| / ||y|| over the block's chunks), optim/sgc/omp_iterations, optim/sgc/state_bytes;
 // scalars optim/sgc/workspace_bytes and seconds in sparsify / project / omp / apply.
+// diagnostics = true (small models) adds two shadow optimizers per target block on the same x —
+// sparse Adam on x_s (the update uncompressed SGC would take, Delta_ref) and AdamW on x — as
+// 4*d f32 of extra state ("sgc/diag_{ms,vs,mf,vf}/<block>", counted in state_bytes), and rows
+// optim/sgc/recovery_error, optim/sgc/support_recall, optim/sgc/update_cosine (BlockInfo).
 #pragma once
 
 #include <cstdint>
@@ -75,6 +79,7 @@ struct SgcParams {
   int64_t svd_refresh = 200;      // CESGC refresh period in steps
   std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj", "o_proj",
                                              "up_proj", "down_proj", "gate_proj"};
+  bool diagnostics = false;       // shadow optimizers for the 3.8 recovery diagnostics
 };
 
 // Declarations of every knob (methods.md 3.7); `variant`'s default is `v`.
@@ -102,6 +107,10 @@ class Sgc : public optim::Optimizer {
     int64_t state_bytes = 0;
     double energy_kept = 0, omp_residual = 0;  // last step
     int64_t omp_iterations = 0;                // last step, summed over chunks
+    // diagnostics = true only (methods.md 3.8), last step, in the space of x:
+    double recovery_error = 0;  // ||Delta - Delta_ref|| / ||Delta_ref||, Delta_ref = sparse Adam on x_s
+    double support_recall = 0;  // |supp(Delta) & top-s' of |Delta_ref|| / min(s', nnz(Delta_ref))
+    double update_cosine = 0;   // cos(Delta, the AdamW update on the unsparsified x)
   };
   std::vector<BlockInfo> block_info() const;
   const SgcParams& params() const { return p_; }
@@ -113,10 +122,13 @@ class Sgc : public optim::Optimizer {
     int64_t kc = 0, dc = 0, sc = 0, spc = 0;  // per chunk: k/c, d/c, s/c, s'/c
     std::vector<float> p, q;             // [k] = chunks * kc, chunk-major
     std::vector<float> P;                // CESGC [m, r]
+    std::vector<float> ms, vs, mf, vf;   // diagnostics: shadow moments [d] (sparse Adam, AdamW)
     Projector* proj = nullptr;           // own_ or a shared one
     std::unique_ptr<Projector> own;
   };
   void step_block(Block& b, optim::ParamBlock& pb, double lr, int64_t t);
+  void diagnose(Block& b, const float* x, const std::vector<int64_t>& kept_idx,
+                const std::vector<std::pair<int64_t, float>>& delta, int64_t t, double lr);
 
   SgcParams p_;
   baselines::AdamW adamw_;                  // non-target blocks

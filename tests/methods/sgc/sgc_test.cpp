@@ -104,6 +104,45 @@ TEST(Sgc, IdentityProjectionWithFullSparsityEqualsAdamWExactly) {
   }
 }
 
+TEST(Sgc, DiagnosticsAreExactWithIdentityAndLeaveTheTrajectoryAlone) {
+  // A = I, s = d: Delta is the sparse-Adam reference exactly and x_s = x, so the recovery
+  // error is 0, the support recall 1 and the cosine to AdamW 1; turning diagnostics on must not
+  // change a single weight.
+  Model a = small_model(), b = small_model();
+  SgcParams p = identity_params();
+  Sgc plain(p);
+  p.diagnostics = true;
+  Sgc diag(p);
+  for (int s = 0; s < 4; ++s) {
+    run(plain, a, s, s + 1);
+    run(diag, b, s, s + 1);
+    for (const auto& bi : diag.block_info()) {
+      EXPECT_EQ(bi.recovery_error, 0.0) << bi.name;
+      EXPECT_EQ(bi.support_recall, 1.0) << bi.name;
+      EXPECT_NEAR(bi.update_cosine, 1.0, 1e-12) << bi.name;
+    }
+  }
+  for (size_t i = 0; i < a.w.size(); ++i)
+    EXPECT_EQ(std::memcmp(a.w[i].data(), b.w[i].data(), a.w[i].size() * 4), 0) << a.names[i];
+  // Compressed: k < d, s < d. Figures are in range and the weights still match the plain run.
+  Model c = small_model(), e = small_model();
+  SgcParams q;
+  q.k = 12;
+  q.s = 6;
+  Sgc qplain(q);
+  q.diagnostics = true;
+  Sgc qdiag(q);
+  run(qplain, c, 0, 5);
+  run(qdiag, e, 0, 5);
+  for (size_t i = 0; i < c.w.size(); ++i)
+    EXPECT_EQ(std::memcmp(c.w[i].data(), e.w[i].data(), c.w[i].size() * 4), 0) << c.names[i];
+  for (const auto& bi : qdiag.block_info()) {
+    EXPECT_GT(bi.recovery_error, 0.0);
+    EXPECT_TRUE(bi.support_recall >= 0 && bi.support_recall <= 1);
+    EXPECT_TRUE(bi.update_cosine >= -1 - 1e-12 && bi.update_cosine <= 1 + 1e-12);
+  }
+}
+
 TEST(Sgc, VariantBWithIdentityMatchesAdamW) {
   // Variant B keeps q = EMA(A (g*g)) (g*g rounded before the EMA, AdamW fuses it), so equality
   // is to ~1 ulp of v, ~1e-7 relative of an update of ~lr: atol 1e-7 on O(1) weights.
@@ -181,6 +220,12 @@ TEST(Sgc, StateBytesFollowMethodsTable) {
   p.s = 4;
   p.svd_rank = 10;  // q, k: r = 10, P 16 x 10; up: r = min(10, 8) = 8, P 8 x 8
   EXPECT_EQ(bytes(p), 4 * (3 * 2 * k + 2 * 16 * 10 + 8 * 8 + adamw));
+  // diagnostics: 4 shadow f32 per element of each target block.
+  p = SgcParams{};
+  p.k = k;
+  p.s = 4;
+  p.diagnostics = true;
+  EXPECT_EQ(bytes(p), 4 * (3 * 2 * k + 3 * 4 * 192 + adamw));
   // k = auto: ceil(state_fraction * m * n / 2) per matrix.
   p = SgcParams{};
   p.state_fraction = 0.05;
@@ -225,6 +270,12 @@ void expect_resume_bit_exact(const SgcParams& p, int total, int cut) {
   for (size_t i = 0; i < a.w.size(); ++i)
     EXPECT_EQ(std::memcmp(a.w[i].data(), c.w[i].data(), a.w[i].size() * 4), 0)
         << a.names[i] << " differs after resuming at step " << cut;
+  const auto fa = full.block_info(), fc = second.block_info();
+  for (size_t i = 0; i < fa.size(); ++i) {  // traced figures continue exactly too
+    EXPECT_EQ(fa[i].omp_residual, fc[i].omp_residual);
+    EXPECT_EQ(fa[i].recovery_error, fc[i].recovery_error);
+    EXPECT_EQ(fa[i].update_cosine, fc[i].update_cosine);
+  }
 }
 
 TEST(Sgc, CheckpointRoundTripContinuesBitExactly) {
@@ -237,6 +288,8 @@ TEST(Sgc, CheckpointRoundTripContinuesBitExactly) {
   p.omp_solver = OmpSolver::kQr;
   expect_resume_bit_exact(p, 7, 4);
   p.recover_moments = true;
+  expect_resume_bit_exact(p, 7, 4);
+  p.diagnostics = true;
   expect_resume_bit_exact(p, 7, 4);
   SgcParams me;
   me.variant = Variant::kMesgc;
@@ -340,6 +393,7 @@ TEST(Sgc, TracesEnergyResidualIterationsAndBytes) {
   SgcParams p;
   p.k = 20;
   p.s = 5;
+  p.diagnostics = true;
   Sgc opt(p);
   RecordingSink sink;
   auto blocks = m.blocks();
@@ -357,7 +411,11 @@ TEST(Sgc, TracesEnergyResidualIterationsAndBytes) {
     for (float it : row) EXPECT_TRUE(it >= 1 && it <= 5);
   for (const auto& row : sink.rows["optim/sgc/omp_residual"])
     for (float r : row) EXPECT_TRUE(r >= 0 && r < 1);
-  EXPECT_EQ(sink.rows["optim/sgc/state_bytes"][0], (std::vector<float>{160, 160}));
+  EXPECT_EQ(sink.rows["optim/sgc/state_bytes"][0], (std::vector<float>{160 + 16 * 30, 160 + 16 * 30}));
+  for (const char* diag : {"optim/sgc/recovery_error", "optim/sgc/support_recall", "optim/sgc/update_cosine"}) {
+    ASSERT_EQ(sink.rows[diag].size(), 3u) << diag;
+    EXPECT_EQ(sink.rows[diag][2].size(), 2u) << diag;
+  }
   EXPECT_EQ(sink.attrs["optim/sgc/energy_kept@blocks"],
             "model.layers.0.self_attn.q_proj.weight,model.layers.0.mlp.down_proj.weight");
   EXPECT_EQ(sink.scalars["optim/sgc/omp_s"].size(), 3u);
