@@ -140,9 +140,9 @@ std::vector<ParamDecl> sgc_param_decls(Variant v) {
            "decoupled decay: W -= lr*weight_decay*W (blocks with weight decay only; norms and "
            "biases excluded, as in AdamW)"),
       decl("alpha", T::kFloat, 1.0, 0.0, {}, {}, "update scale (GaLore-like): W -= lr*alpha*Delta"),
-      decl("chunks", T::kInt, int64_t{1}, 1.0, {}, {},
+      decl("chunks", T::kInt, int64_t{v == Variant::kMesgc ? 4 : 1}, 1.0, {}, {},
            "MESGC chunks c: must divide d, k, s and omp_sparsity of every target block; > 1 only "
-           "with variant mesgc"),
+           "with variant mesgc (default 4 there: the middle of the {1, 4, 16} sweep, 3.5)"),
       decl("svd_rank", T::kInt, int64_t{128}, 1.0, {}, {},
            "CESGC rank r of P (clamped to min(m, n)); GaLore's default rank"),
       decl("svd_refresh", T::kInt, int64_t{200}, 1.0, {}, {},

@@ -480,6 +480,10 @@ TEST(Sgc, RegisteredWithMethodsDefaults) {
   EXPECT_EQ(p.svd_refresh, 200);
   EXPECT_EQ(p.target_modules.size(), 7u);
   EXPECT_EQ(ParamValues(optim::OptimizerRegistry::instance().find("cesgc").params).get_string("variant"), "cesgc");
+  const ParamValues me(optim::OptimizerRegistry::instance().find("mesgc").params);
+  EXPECT_EQ(me.get_string("variant"), "mesgc");
+  EXPECT_EQ(me.get_int("chunks"), 4);
+  EXPECT_EQ(v.get_int("chunks"), 1);
 }
 
 }  // namespace
