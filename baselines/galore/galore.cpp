@@ -15,18 +15,43 @@ const std::vector<ParamDecl>& galore_param_decls() {
   using T = ParamDecl::Type;
   static const std::vector<ParamDecl> decls = [] {
     std::vector<ParamDecl> d = {
-        {"rank", T::kInt, int64_t{128}, 1.0, {}, {},
+        {"rank",
+         T::kInt,
+         int64_t{128},
+         1.0,
+         {},
+         {},
          "projection rank r (clamped to min(m, n), as torch's slicing does)"},
-        {"update_proj_gap", T::kInt, int64_t{200}, 1.0, {}, {},
+        {"update_proj_gap",
+         T::kInt,
+         int64_t{200},
+         1.0,
+         {},
+         {},
          "recompute the projector by SVD of the gradient every this many steps"},
         {"scale", T::kFloat, 1.0, 0.0, {}, {}, "GaLore scale alpha on the projected-back update"},
         {"beta1", T::kFloat, 0.9, 0.0, 1.0, {}, "first-moment decay, in [0, 1)"},
         {"beta2", T::kFloat, 0.999, 0.0, 1.0, {}, "second-moment decay, in [0, 1)"},
-        {"eps", T::kFloat, 1e-6, 0.0, {}, {},
+        {"eps",
+         T::kFloat,
+         1e-6,
+         0.0,
+         {},
+         {},
          "added to sqrt(v) (not bias-corrected; galore_torch AdamW default 1e-6)"},
-        {"weight_decay", T::kFloat, 0.0, 0.0, {}, {},
+        {"weight_decay",
+         T::kFloat,
+         0.0,
+         0.0,
+         {},
+         {},
          "decoupled decay W -= lr*weight_decay*W after the update (norms and biases excluded)"},
-        {"target_modules", T::kString, std::string("q,k,v,o,up,down,gate"), {}, {}, {},
+        {"target_modules",
+         T::kString,
+         std::string("q,k,v,o,up,down,gate"),
+         {},
+         {},
+         {},
          "2-D blocks projected, by Hugging Face module name; other blocks get the same AdamW "
          "without projection"},
     };
@@ -108,7 +133,8 @@ void GaLore::step(std::span<optim::ParamBlock> params, double lr) {
   for (size_t bi = 0; bi < params.size(); ++bi) {
     auto& pb = params[bi];
     Block& b = blocks_[bi];
-    KVLAB_CHECK(pb.data != nullptr && pb.grad != nullptr) << "block '" << pb.name << "' has no data or gradient";
+    KVLAB_CHECK(pb.data != nullptr && pb.grad != nullptr)
+        << "block '" << pb.name << "' has no data or gradient";
     const float* g = pb.grad;
     float* w = pb.data;
     const int64_t m = b.m, n = b.n, r = b.r;
@@ -120,19 +146,21 @@ void GaLore::step(std::span<optim::ParamBlock> params, double lr) {
         const linalg::Svd sv = linalg::svd_thin(G);
         if (b.right)
           for (int64_t a = 0; a < r; ++a)
-            for (int64_t j = 0; j < n; ++j) b.ortho[static_cast<size_t>(a * n + j)] = static_cast<float>(sv.Vt(a, j));
+            for (int64_t j = 0; j < n; ++j)
+              b.ortho[static_cast<size_t>(a * n + j)] = static_cast<float>(sv.Vt(a, j));
         else
           for (int64_t i = 0; i < m; ++i)
-            for (int64_t a = 0; a < r; ++a) b.ortho[static_cast<size_t>(i * r + a)] = static_cast<float>(sv.U(i, a));
+            for (int64_t a = 0; a < r; ++a)
+              b.ortho[static_cast<size_t>(i * r + a)] = static_cast<float>(sv.U(i, a));
       }
       // f32 GEMMs (OpenBLAS), as torch.matmul in galore_torch.
       R.assign(b.exp_avg.size(), 0.0f);
       if (b.right)  // R [m, r] = G [m, n] O^T, O [r, n]
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, r, n, 1.0f, g, n, b.ortho.data(),
-                    n, 0.0f, R.data(), r);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, r, n, 1.0f, g, n, b.ortho.data(), n,
+                    0.0f, R.data(), r);
       else  // R [r, n] = O^T G, O [m, r]
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, n, m, 1.0f, b.ortho.data(), r, g,
-                    n, 0.0f, R.data(), n);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, n, m, 1.0f, b.ortho.data(), r, g, n,
+                    0.0f, R.data(), n);
       g = R.data();
     }
     const size_t nm = b.exp_avg.size();
@@ -154,9 +182,11 @@ void GaLore::step(std::span<optim::ParamBlock> params, double lr) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, r, 1.0f, b.ortho.data(), r,
                     N.data(), n, 0.0f, back.data(), n);
       for (auto& x : back) x *= scale;
-      for (int64_t j = 0; j < numel; ++j) w[j] = std::fma(neg_step, back[static_cast<size_t>(j)], w[j]);
+      for (int64_t j = 0; j < numel; ++j)
+        w[j] = std::fma(neg_step, back[static_cast<size_t>(j)], w[j]);
     } else {
-      for (int64_t j = 0; j < numel; ++j) w[j] = std::fma(neg_step, N[static_cast<size_t>(j)], w[j]);
+      for (int64_t j = 0; j < numel; ++j)
+        w[j] = std::fma(neg_step, N[static_cast<size_t>(j)], w[j]);
     }
     if (pb.weight_decay && p_.weight_decay > 0)
       for (int64_t j = 0; j < numel; ++j) w[j] = std::fma(neg_wd, w[j], w[j]);
@@ -174,11 +204,15 @@ int64_t GaLore::state_bytes() const {
 std::vector<optim::StateTensor> GaLore::state() {
   std::vector<optim::StateTensor> out;
   for (auto& b : blocks_) {
-    out.push_back({"galore/exp_avg/" + b.name, b.exp_avg.data(), static_cast<int64_t>(b.exp_avg.size())});
-    out.push_back({"galore/exp_avg_sq/" + b.name, b.exp_avg_sq.data(), static_cast<int64_t>(b.exp_avg_sq.size())});
+    out.push_back(
+        {"galore/exp_avg/" + b.name, b.exp_avg.data(), static_cast<int64_t>(b.exp_avg.size())});
+    out.push_back({"galore/exp_avg_sq/" + b.name, b.exp_avg_sq.data(),
+                   static_cast<int64_t>(b.exp_avg_sq.size())});
   }
   for (auto& b : blocks_)
-    if (b.target) out.push_back({"galore/ortho/" + b.name, b.ortho.data(), static_cast<int64_t>(b.ortho.size())});
+    if (b.target)
+      out.push_back(
+          {"galore/ortho/" + b.name, b.ortho.data(), static_cast<int64_t>(b.ortho.size())});
   return out;
 }
 
@@ -194,8 +228,7 @@ optim::OptimizerMethod galore_method() {
           "of the gradient projected on its top-rank singular vectors (smaller side; SVD every "
           "update_proj_gap steps), update = scale * projected back; state 2*r*max(m,n) + "
           "r*min(m,n) floats per target matrix (methods.md 3.4); other blocks plain AdamW.",
-          galore_param_decls(),
-          [](const ParamValues& v) -> std::unique_ptr<optim::Optimizer> {
+          galore_param_decls(), [](const ParamValues& v) -> std::unique_ptr<optim::Optimizer> {
             return std::make_unique<GaLore>(galore_params_from(v));
           }};
 }

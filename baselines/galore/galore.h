@@ -33,12 +33,12 @@ namespace kvlab::baselines {
 
 struct GaLoreParams {
   double beta1 = 0.9, beta2 = 0.999;
-  double eps = 1e-6;           // galore_torch AdamW default
-  double weight_decay = 0.0;   // galore_torch AdamW default
-  int64_t rank = 128;          // torchrun_main.py default
+  double eps = 1e-6;              // galore_torch AdamW default
+  double weight_decay = 0.0;      // galore_torch AdamW default
+  int64_t rank = 128;             // torchrun_main.py default
   int64_t update_proj_gap = 200;  // GaLoreProjector default
-  double scale = 1.0;          // GaLoreProjector default (the paper's pre-training runs use 0.25)
-  std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj", "o_proj",
+  double scale = 1.0;  // GaLoreProjector default (the paper's pre-training runs use 0.25)
+  std::vector<std::string> target_modules = {"q_proj",  "k_proj",    "v_proj",   "o_proj",
                                              "up_proj", "down_proj", "gate_proj"};
 };
 

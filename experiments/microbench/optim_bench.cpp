@@ -47,8 +47,8 @@ std::unique_ptr<optim::Optimizer> make_opt(int id) {
   return std::make_unique<sgc::Sgc>(p);
 }
 
-const char* kOptNames[] = {"adamw", "galore_r128", "sgc_gauss", "sgc_radem", "mesgc_c4",
-                           "mesgc_c16", "cesgc_r32"};
+const char* kOptNames[] = {"adamw",    "galore_r128", "sgc_gauss", "sgc_radem",
+                           "mesgc_c4", "mesgc_c16",   "cesgc_r32"};
 
 struct Block {
   std::vector<float> w, g;
@@ -87,8 +87,9 @@ void BM_SvdRefresh(benchmark::State& st) {
 void BM_Omp(benchmark::State& st) {
   const int64_t k = st.range(0), sp = st.range(1), storage = st.range(2), solver = st.range(3);
   const int64_t d = 16384;
-  const sgc::Projector A(storage == 2 ? sgc::ProjectionKind::kRademacher : sgc::ProjectionKind::kGaussian,
-                         k, d, 3, 0, storage == 0);
+  const sgc::Projector A(
+      storage == 2 ? sgc::ProjectionKind::kRademacher : sgc::ProjectionKind::kGaussian, k, d, 3, 0,
+      storage == 0);
   Rng rng(2);
   std::vector<double> y(static_cast<size_t>(k));
   for (auto& v : y) v = rng.normal();
@@ -102,21 +103,23 @@ void BM_Omp(benchmark::State& st) {
   st.counters["atoms"] = static_cast<double>(iters);
   // Time per (atom x k x d) entry visited by the correlation passes.
   st.counters["ns_per_entry"] = benchmark::Counter(
-      static_cast<double>(iters * k * d) * 1e-9, benchmark::Counter::kIsIterationInvariantRate |
-                                                     benchmark::Counter::kInvert);
+      static_cast<double>(iters * k * d) * 1e-9,
+      benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
 }
 
 void BM_Generate(benchmark::State& st) {
-  const sgc::Projector A(st.range(0) == 0 ? sgc::ProjectionKind::kGaussian : sgc::ProjectionKind::kRademacher,
-                         256, 4096, 5, 0, false);
+  const sgc::Projector A(
+      st.range(0) == 0 ? sgc::ProjectionKind::kGaussian : sgc::ProjectionKind::kRademacher, 256,
+      4096, 5, 0, false);
   std::vector<float> col(256);
   for (auto _ : st)
     for (int64_t j = 0; j < 4096; ++j) {
       A.column(j, col.data());
       benchmark::DoNotOptimize(col.data());
     }
-  st.counters["ns_per_entry"] = benchmark::Counter(
-      256.0 * 4096 * 1e-9, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  st.counters["ns_per_entry"] =
+      benchmark::Counter(256.0 * 4096 * 1e-9, benchmark::Counter::kIsIterationInvariantRate |
+                                                  benchmark::Counter::kInvert);
 }
 
 void step_args(benchmark::internal::Benchmark* b) {
@@ -130,15 +133,35 @@ BENCHMARK(BM_Step)->Apply(step_args)->ArgsProduct({{4, 5, 6}, {1024, 2048}})->It
 BENCHMARK(BM_Step)->Apply(step_args)->ArgsProduct({{2, 3}, {256}})->Iterations(2);
 BENCHMARK(BM_Step)->Apply(step_args)->Args({3, 512})->Iterations(1);
 BENCHMARK(BM_Step)->Apply(step_args)->Args({2, 512})->Iterations(1);
-BENCHMARK(BM_SvdRefresh)->ArgName("n")->Unit(benchmark::kMillisecond)->UseRealTime()
-    ->Arg(256)->Arg(512)->Arg(1024)->Iterations(2);
-BENCHMARK(BM_SvdRefresh)->ArgName("n")->Unit(benchmark::kMillisecond)->UseRealTime()
-    ->Arg(2048)->Iterations(1);
-BENCHMARK(BM_Omp)->ArgNames({"k", "s", "storage", "solver"})->Unit(benchmark::kMillisecond)
-    ->UseRealTime()->ArgsProduct({{64, 256, 1024}, {4, 16, 64}, {0}, {0}})->Iterations(3);
-BENCHMARK(BM_Omp)->ArgNames({"k", "s", "storage", "solver"})->Unit(benchmark::kMillisecond)
-    ->UseRealTime()->Args({256, 16, 0, 1})->Args({1024, 64, 0, 1})->Args({256, 16, 1, 0})
-    ->Args({256, 16, 2, 0})->Iterations(3);
+BENCHMARK(BM_SvdRefresh)
+    ->ArgName("n")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Arg(256)
+    ->Arg(512)
+    ->Arg(1024)
+    ->Iterations(2);
+BENCHMARK(BM_SvdRefresh)
+    ->ArgName("n")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Arg(2048)
+    ->Iterations(1);
+BENCHMARK(BM_Omp)
+    ->ArgNames({"k", "s", "storage", "solver"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->ArgsProduct({{64, 256, 1024}, {4, 16, 64}, {0}, {0}})
+    ->Iterations(3);
+BENCHMARK(BM_Omp)
+    ->ArgNames({"k", "s", "storage", "solver"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Args({256, 16, 0, 1})
+    ->Args({1024, 64, 0, 1})
+    ->Args({256, 16, 1, 0})
+    ->Args({256, 16, 2, 0})
+    ->Iterations(3);
 BENCHMARK(BM_Generate)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace

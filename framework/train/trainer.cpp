@@ -234,8 +234,10 @@ TrainResult Trainer::run(const std::atomic<bool>* stop) {
       trace_->append_scalar("train/tokens_seen", static_cast<double>(tokens_seen_), "tokens");
       trace_->append_scalar("train/step_seconds", dt, "s");
       trace_->append_scalar("train/seq_len", static_cast<double>(seq_len), "tokens");
-      trace_->append_scalar("optim/state_bytes", static_cast<double>(rec.optimizer_state_bytes), "bytes");
-      trace_->append_scalar("optim/trainable_params", static_cast<double>(rec.trainable_params), "params");
+      trace_->append_scalar("optim/state_bytes", static_cast<double>(rec.optimizer_state_bytes),
+                            "bytes");
+      trace_->append_scalar("optim/trainable_params", static_cast<double>(rec.trainable_params),
+                            "params");
       trace_->append_scalar("mem/peak_rss_bytes", static_cast<double>(rec.peak_rss_bytes), "bytes");
       opt_.trace(*trace_);
     }

@@ -19,19 +19,21 @@ double norm2(std::span<const double> v) {
 
 OmpResult omp(const Projector& A, std::span<const double> y, const OmpOptions& o) {
   const int64_t k = A.k(), d = A.d();
-  KVLAB_CHECK(static_cast<int64_t>(y.size()) == k) << "omp: y has " << y.size() << " entries, k = " << k;
+  KVLAB_CHECK(static_cast<int64_t>(y.size()) == k)
+      << "omp: y has " << y.size() << " entries, k = " << k;
   KVLAB_CHECK(o.max_atoms >= 1) << "omp: max_atoms = " << o.max_atoms;
   const int64_t smax = std::min(o.max_atoms, std::min(d, k));
   OmpResult r;
   const double ynorm = norm2(y);
   if (ynorm == 0) return r;
 
-  std::vector<double> rho(y.begin(), y.end());           // residual [k]
+  std::vector<double> rho(y.begin(), y.end());             // residual [k]
   std::vector<uint8_t> chosen(static_cast<size_t>(d), 0);  // [d]
-  std::vector<double> cols;                               // chosen columns [t, k] (f64 copies)
-  std::vector<double> fac(static_cast<size_t>(smax * smax), 0.0);  // L (cholesky) or R (qr), [smax, smax] row-major
-  std::vector<double> q;                                  // qr: orthonormal Q [t, k]
-  std::vector<double> z;                                  // cholesky: L^-1 A^T y; qr: Q^T y
+  std::vector<double> cols;                                // chosen columns [t, k] (f64 copies)
+  std::vector<double> fac(static_cast<size_t>(smax * smax),
+                          0.0);  // L (cholesky) or R (qr), [smax, smax] row-major
+  std::vector<double> q;         // qr: orthonormal Q [t, k]
+  std::vector<double> z;         // cholesky: L^-1 A^T y; qr: Q^T y
   std::vector<float> col(static_cast<size_t>(k));
   cols.reserve(static_cast<size_t>(smax * k));
   r.workspace_bytes = static_cast<int64_t>(d + (2 * smax * k + smax * smax + 3 * k) * 8);
@@ -67,14 +69,17 @@ OmpResult omp(const Projector& A, std::span<const double> y, const OmpOptions& o
       std::vector<double> w(static_cast<size_t>(t));
       for (int64_t i = 0; i < t; ++i) {
         double b = 0;
-        for (int64_t e = 0; e < k; ++e) b += cols[static_cast<size_t>(i * k + e)] * a[static_cast<size_t>(e)];
-        for (int64_t m = 0; m < i; ++m) b -= fac[static_cast<size_t>(i * smax + m)] * w[static_cast<size_t>(m)];
+        for (int64_t e = 0; e < k; ++e)
+          b += cols[static_cast<size_t>(i * k + e)] * a[static_cast<size_t>(e)];
+        for (int64_t m = 0; m < i; ++m)
+          b -= fac[static_cast<size_t>(i * smax + m)] * w[static_cast<size_t>(m)];
         w[static_cast<size_t>(i)] = b / fac[static_cast<size_t>(i * smax + i)];
       }
       double dd = aa;
       for (double v : w) dd -= v * v;
       if (!(dd > 1e-12 * aa)) break;  // dependent on the chosen columns
-      for (int64_t m = 0; m < t; ++m) fac[static_cast<size_t>(t * smax + m)] = w[static_cast<size_t>(m)];
+      for (int64_t m = 0; m < t; ++m)
+        fac[static_cast<size_t>(t * smax + m)] = w[static_cast<size_t>(m)];
       const double ltt = std::sqrt(dd);
       fac[static_cast<size_t>(t * smax + t)] = ltt;
       // Forward substitution, one new entry: z_t = (a^T y - sum_m L_tm z_m) / l_tt.
@@ -91,12 +96,14 @@ OmpResult omp(const Projector& A, std::span<const double> y, const OmpOptions& o
       r.x.assign(static_cast<size_t>(n), 0.0);
       for (int64_t i = n - 1; i >= 0; --i) {
         double v = z[static_cast<size_t>(i)];
-        for (int64_t m = i + 1; m < n; ++m) v -= fac[static_cast<size_t>(m * smax + i)] * r.x[static_cast<size_t>(m)];
+        for (int64_t m = i + 1; m < n; ++m)
+          v -= fac[static_cast<size_t>(m * smax + i)] * r.x[static_cast<size_t>(m)];
         r.x[static_cast<size_t>(i)] = v / fac[static_cast<size_t>(i * smax + i)];
       }
       for (int64_t e = 0; e < k; ++e) {
         double v = y[static_cast<size_t>(e)];
-        for (int64_t i = 0; i < n; ++i) v -= cols[static_cast<size_t>(i * k + e)] * r.x[static_cast<size_t>(i)];
+        for (int64_t i = 0; i < n; ++i)
+          v -= cols[static_cast<size_t>(i * k + e)] * r.x[static_cast<size_t>(i)];
         rho[static_cast<size_t>(e)] = v;
       }
     } else {
@@ -137,12 +144,14 @@ OmpResult omp(const Projector& A, std::span<const double> y, const OmpOptions& o
     r.x.assign(static_cast<size_t>(n), 0.0);
     for (int64_t i = n - 1; i >= 0; --i) {
       double v = z[static_cast<size_t>(i)];
-      for (int64_t m = i + 1; m < n; ++m) v -= fac[static_cast<size_t>(i * smax + m)] * r.x[static_cast<size_t>(m)];
+      for (int64_t m = i + 1; m < n; ++m)
+        v -= fac[static_cast<size_t>(i * smax + m)] * r.x[static_cast<size_t>(m)];
       r.x[static_cast<size_t>(i)] = v / fac[static_cast<size_t>(i * smax + i)];
     }
     for (int64_t e = 0; e < k; ++e) {
       double v = y[static_cast<size_t>(e)];
-      for (int64_t i = 0; i < n; ++i) v -= cols[static_cast<size_t>(i * k + e)] * r.x[static_cast<size_t>(i)];
+      for (int64_t i = 0; i < n; ++i)
+        v -= cols[static_cast<size_t>(i * k + e)] * r.x[static_cast<size_t>(i)];
       rho[static_cast<size_t>(e)] = v;
     }
   }

@@ -5,10 +5,11 @@
 // thread. `stream` is the block index (projection_storage regenerate / stored) or a key of the
 // chunk shape (shared_per_shape). Stored and regenerated projectors give bit-identical columns.
 //
-// Distributions: gaussian N(0, 1/k) (Box-Muller in f32 on two 24-bit uniforms per row pair),
-// rademacher +-1/sqrt(k) (one bit per row), identity (test hook: requires k == d, A = I, so SGC
-// with s = d reduces to AdamW exactly; see tests/methods/sgc). Generation cost per entry
-// (optim_bench): gaussian ~10x rademacher; a regenerated OMP pass is generation-bound.
+// Distributions: gaussian N(0, 1/k) (inverse normal CDF of one 32-bit uniform per row, f64,
+// rounded to f32), rademacher +-1/sqrt(k) (one bit per row), identity (test hook: requires
+// k == d, A = I, so SGC with s = d reduces to AdamW exactly; see tests/methods/sgc). Generation
+// cost per entry: see results/reference/microbench/optim_bench.txt (BM_Generate); a
+// regenerated OMP pass is generation-bound.
 #pragma once
 
 #include <cstdint>
@@ -19,10 +20,13 @@
 namespace kvlab::sgc {
 
 enum class ProjectionKind { kGaussian, kRademacher, kIdentity };
-ProjectionKind projection_kind_from(const std::string& name);  // "gaussian" | "rademacher" | "identity"
+ProjectionKind projection_kind_from(
+    const std::string& name);  // "gaussian" | "rademacher" | "identity"
 
 // Stateless 64-bit mixer (splitmix64 finaliser): the counter-based generator's round function.
 uint64_t mix64(uint64_t x);
+// Standard normal quantile for p in (0, 1) (Acklam; relative error < 4e-8).
+double inverse_normal_cdf(double p);
 
 class Projector {
  public:
@@ -63,7 +67,7 @@ class Projector {
   void generate(int64_t j, float* out) const;
   ProjectionKind kind_;
   int64_t k_, d_;
-  uint64_t key_;             // mix of (seed, stream)
+  uint64_t key_;              // mix of (seed, stream)
   std::vector<float> store_;  // [d, k] when stored
 };
 

@@ -182,8 +182,9 @@ SgcParams sgc_params_from(const ParamValues& v) {
   p.s = parse_count("s", v.get_string("s"), "auto");
   p.projection = projection_kind_from(v.get_string("projection"));
   const std::string& st = v.get_string("projection_storage");
-  p.storage = st == "stored" ? Storage::kStored
-              : st == "shared_per_shape" ? Storage::kSharedPerShape : Storage::kRegenerate;
+  p.storage = st == "stored"             ? Storage::kStored
+              : st == "shared_per_shape" ? Storage::kSharedPerShape
+                                         : Storage::kRegenerate;
   p.seed = static_cast<uint64_t>(v.get_int("seed"));
   p.recover_moments = v.get_string("recovery") == "moments";
   p.omp_sparsity = parse_count("omp_sparsity", v.get_string("omp_sparsity"), "s");
@@ -238,8 +239,8 @@ void Sgc::prepare(std::span<const optim::ParamBlock> params) {
            names_.size());
     for (size_t i = 0; i < params.size(); ++i)
       if (params[i].name != names_[i])
-        fail(v, ": parameter block ", i, " is '", params[i].name, "', the optimizer's state is for '",
-             names_[i], "'");
+        fail(v, ": parameter block ", i, " is '", params[i].name,
+             "', the optimizer's state is for '", names_[i], "'");
     for (const auto& b : blocks_)
       if (params[b.index].shape != std::vector<int64_t>{b.info.m, b.info.n})
         fail(v, ": block '", b.info.name, "' changed shape since the state was made");
@@ -290,8 +291,8 @@ void Sgc::prepare(std::span<const optim::ParamBlock> params) {
     in.s = b.sc * c;
     if (p_.omp_sparsity > 0) {
       if (p_.omp_sparsity > in.d)
-        fail(v, ": omp_sparsity = ", p_.omp_sparsity, " exceeds d = ", in.d, " of block '",
-             pb.name, "'");
+        fail(v, ": omp_sparsity = ", p_.omp_sparsity, " exceeds d = ", in.d, " of block '", pb.name,
+             "'");
       if (p_.omp_sparsity % c != 0)
         fail(v, ": chunks = ", c, " does not divide omp_sparsity = ", p_.omp_sparsity);
       b.spc = p_.omp_sparsity / c;
@@ -307,7 +308,8 @@ void Sgc::prepare(std::span<const optim::ParamBlock> params) {
       if (!sp)
         sp = std::make_unique<Projector>(
             p_.projection, b.kc, b.dc, p_.seed,
-            (1ull << 63) ^ mix64(static_cast<uint64_t>(b.kc) * 0x100000001b3ull ^ static_cast<uint64_t>(b.dc)),
+            (1ull << 63) ^
+                mix64(static_cast<uint64_t>(b.kc) * 0x100000001b3ull ^ static_cast<uint64_t>(b.dc)),
             /*stored=*/true);
       b.proj = sp.get();
     } else {
@@ -345,7 +347,8 @@ void Sgc::step(std::span<optim::ParamBlock> params, double lr) {
 }
 
 void Sgc::step_block(Block& b, optim::ParamBlock& pb, double lr, int64_t t) {
-  KVLAB_CHECK(pb.data != nullptr && pb.grad != nullptr) << "block '" << pb.name << "' has no data or gradient";
+  KVLAB_CHECK(pb.data != nullptr && pb.grad != nullptr)
+      << "block '" << pb.name << "' has no data or gradient";
   BlockInfo& in = b.info;
   const int64_t m = in.m, n = in.n, r = in.rank;
   const float* x = pb.grad;  // the vector SGC compresses, [d]
@@ -358,7 +361,8 @@ void Sgc::step_block(Block& b, optim::ParamBlock& pb, double lr, int64_t t) {
       for (int64_t i = 0; i < m * n; ++i) G.a[static_cast<size_t>(i)] = pb.grad[i];
       const linalg::Svd sv = linalg::svd_thin(G);
       for (int64_t i = 0; i < m; ++i)
-        for (int64_t a = 0; a < r; ++a) b.P[static_cast<size_t>(i * r + a)] = static_cast<float>(sv.U(i, a));
+        for (int64_t a = 0; a < r; ++a)
+          b.P[static_cast<size_t>(i * r + a)] = static_cast<float>(sv.U(i, a));
       ws = std::max<int64_t>(ws, 8 * (m * n + m * std::min(m, n) + std::min(m, n) * n));
     }
     xbuf.assign(static_cast<size_t>(r * n), 0.0f);  // R [r, n] = P^T G, f32 GEMM
@@ -387,7 +391,7 @@ void Sgc::step_block(Block& b, optim::ParamBlock& pb, double lr, int64_t t) {
   double total = 0, kept = 0, res2 = 0, y2 = 0;
   int64_t iters = 0;
   std::vector<std::pair<int64_t, float>> delta;  // (flat index in x, Delta) over all chunks
-  std::vector<int64_t> kept_idx;                  // diagnostics: supp(x_s), flat in x
+  std::vector<int64_t> kept_idx;                 // diagnostics: supp(x_s), flat in x
   const auto kc = static_cast<size_t>(b.kc);
   std::vector<double> cd(kc), y(kc);
   for (int64_t ch = 0; ch < in.chunks; ++ch) {
@@ -410,8 +414,8 @@ void Sgc::step_block(Block& b, optim::ParamBlock& pb, double lr, int64_t t) {
     if (!p_.recover_moments) {
       for (size_t i = 0; i < kc; ++i) {
         const float c = static_cast<float>(cd[i]);
-        pc[i] = std::fma(omb1, c, pc[i] * b1);                      // step 4
-        qc[i] = std::fma(omb2 * c, c, qc[i] * b2);                  // step 5
+        pc[i] = std::fma(omb1, c, pc[i] * b1);                                             // step 4
+        qc[i] = std::fma(omb2 * c, c, qc[i] * b2);                                         // step 5
         y[i] = static_cast<double>((neg_step * pc[i]) / (std::sqrt(qc[i]) / bc2s + eps));  // 6
       }
       t_project_ += since(t0);
@@ -453,11 +457,13 @@ void Sgc::step_block(Block& b, optim::ParamBlock& pb, double lr, int64_t t) {
       for (size_t e = 0; e < rv.support.size(); ++e) vh.emplace_back(rv.support[e], rv.x[e]);
       std::sort(vh.begin(), vh.end());
       for (size_t e = 0; e < rm.support.size(); ++e) {
-        const auto it = std::lower_bound(vh.begin(), vh.end(), std::pair<int64_t, double>{rm.support[e], -1e300});
+        const auto it = std::lower_bound(vh.begin(), vh.end(),
+                                         std::pair<int64_t, double>{rm.support[e], -1e300});
         if (it == vh.end() || it->first != rm.support[e] || !(it->second > 0)) continue;
         const float mh = static_cast<float>(rm.x[e]), vv = static_cast<float>(it->second);
         if (!(vv > 0)) continue;
-        delta.emplace_back(ch * b.dc + rm.support[e], (neg_step * mh) / (std::sqrt(vv) / bc2s + eps));
+        delta.emplace_back(ch * b.dc + rm.support[e],
+                           (neg_step * mh) / (std::sqrt(vv) / bc2s + eps));
       }
     }
   }
@@ -472,9 +478,11 @@ void Sgc::step_block(Block& b, optim::ParamBlock& pb, double lr, int64_t t) {
     for (const auto& [j, dv] : delta) {
       const int64_t a = j / n, col = j % n;
       for (int64_t i = 0; i < m; ++i)
-        dW[static_cast<size_t>(i * n + col)] += static_cast<double>(b.P[static_cast<size_t>(i * r + a)]) * dv;
+        dW[static_cast<size_t>(i * n + col)] +=
+            static_cast<double>(b.P[static_cast<size_t>(i * r + a)]) * dv;
     }
-    for (int64_t j = 0; j < m * n; ++j) w[j] = w[j] + static_cast<float>(dW[static_cast<size_t>(j)]);
+    for (int64_t j = 0; j < m * n; ++j)
+      w[j] = w[j] + static_cast<float>(dW[static_cast<size_t>(j)]);
     ws += 8 * m * n;
   }
   t_apply_ += since(t0);
@@ -497,7 +505,8 @@ void Sgc::diagnose(Block& b, const float* x, const std::vector<int64_t>& kept_id
   const float b2 = static_cast<float>(p_.beta2), omb2 = static_cast<float>(1.0 - p_.beta2);
   const float bc2s = static_cast<float>(std::sqrt(bc2)), eps = static_cast<float>(p_.eps);
   const float neg_step = static_cast<float>(-lr * p_.alpha / bc1);
-  std::vector<float> xs(static_cast<size_t>(d), 0.0f), ref(static_cast<size_t>(d)), dense(static_cast<size_t>(d), 0.0f);
+  std::vector<float> xs(static_cast<size_t>(d), 0.0f), ref(static_cast<size_t>(d)),
+      dense(static_cast<size_t>(d), 0.0f);
   for (int64_t j : kept_idx) xs[static_cast<size_t>(j)] = x[j];
   for (const auto& [j, v] : delta) dense[static_cast<size_t>(j)] = v;
   double err = 0, nref = 0, dot = 0, na = 0, nf = 0;
@@ -553,7 +562,8 @@ std::vector<optim::StateTensor> Sgc::state() {
         {"ms", &b.ms}, {"vs", &b.vs}, {"mf", &b.mf}, {"vf", &b.vf}};
     for (const auto& [tag, v] : diag)
       if (!v->empty())
-        out.push_back({str("sgc/diag_", tag, "/", b.info.name), v->data(), static_cast<int64_t>(v->size())});
+        out.push_back(
+            {str("sgc/diag_", tag, "/", b.info.name), v->data(), static_cast<int64_t>(v->size())});
   }
   for (auto& [shape, pr] : shared_)
     out.push_back({str("sgc/A_shared/", shape.first, "x", shape.second), pr->storage().data(),
@@ -625,13 +635,16 @@ optim::OptimizerMethod make_entry(Variant v) {
   if (v == Variant::kMesgc)
     help += " This entry: MESGC (3.3), c chunks sharing one (k/c) x (d/c) projector.";
   if (v == Variant::kCesgc)
-    help += " This entry: CESGC (3.3), SGC on P^T G with P the top-svd_rank left singular "
-            "vectors of G, refreshed every svd_refresh steps.";
-  return {name, help, sgc_param_decls(v), [v, name](const ParamValues& pv) -> std::unique_ptr<optim::Optimizer> {
+    help +=
+        " This entry: CESGC (3.3), SGC on P^T G with P the top-svd_rank left singular "
+        "vectors of G, refreshed every svd_refresh steps.";
+  return {name, help, sgc_param_decls(v),
+          [v, name](const ParamValues& pv) -> std::unique_ptr<optim::Optimizer> {
             SgcParams p = sgc_params_from(pv);
             if (v != Variant::kSgc && p.variant != v)
-              fail(name, ": variant = ", variant_name(p.variant), " contradicts the optimizer name '",
-                   name, "' (use optimizer sgc with variant ", variant_name(p.variant), ")");
+              fail(name, ": variant = ", variant_name(p.variant),
+                   " contradicts the optimizer name '", name, "' (use optimizer sgc with variant ",
+                   variant_name(p.variant), ")");
             return std::make_unique<Sgc>(p);
           }};
 }

@@ -35,11 +35,11 @@
 // "sgc/P/<block>" (CESGC), then the AdamW tensors "m/<block>", "v/<block>".
 // Traces (methods.md 3.8), one row per trace() call, one column per target block (names in the
 // attribute "blocks"): optim/sgc/energy_kept (||x_s||^2/||x||^2), optim/sgc/omp_residual
-// (||y - A Delta|| / ||y|| over the block's chunks), optim/sgc/omp_iterations, optim/sgc/state_bytes;
-// scalars optim/sgc/workspace_bytes and seconds in sparsify / project / omp / apply.
-// diagnostics = true (small models) adds two shadow optimizers per target block on the same x —
-// sparse Adam on x_s (the update uncompressed SGC would take, Delta_ref) and AdamW on x — as
-// 4*d f32 of extra state ("sgc/diag_{ms,vs,mf,vf}/<block>", counted in state_bytes), and rows
+// (||y - A Delta|| / ||y|| over the block's chunks), optim/sgc/omp_iterations,
+// optim/sgc/state_bytes; scalars optim/sgc/workspace_bytes and seconds in sparsify, project, omp,
+// apply. diagnostics = true (small models) adds two shadow optimizers per target block on the
+// same x (sparse Adam on x_s: the update uncompressed SGC would take, Delta_ref; and AdamW on x)
+// as 4*d f32 of extra state ("sgc/diag_{ms,vs,mf,vf}/<block>", counted in state_bytes), and rows
 // optim/sgc/recovery_error, optim/sgc/support_recall, optim/sgc/update_cosine (BlockInfo).
 #pragma once
 
@@ -63,23 +63,24 @@ enum class Storage { kStored, kRegenerate, kSharedPerShape };
 
 struct SgcParams {
   Variant variant = Variant::kSgc;
-  int64_t k = 0;                  // 0: from state_fraction
-  double state_fraction = 0.0008; // k = ceil(state_fraction * numel / 2), i.e. 2k floats ~ 0.08 % (3.5)
-  int64_t s = 0;                  // 0: auto, largest s <= d/e with 4 s ln(d/s) <= k (per chunk) (3.5)
+  int64_t k = 0;  // 0: from state_fraction
+  double state_fraction =
+      0.0008;     // k = ceil(state_fraction * numel / 2), i.e. 2k floats ~ 0.08 % (3.5)
+  int64_t s = 0;  // 0: auto, largest s <= d/e with 4 s ln(d/s) <= k (per chunk) (3.5)
   ProjectionKind projection = ProjectionKind::kGaussian;
   Storage storage = Storage::kRegenerate;
   uint64_t seed = 0;
-  bool recover_moments = false;   // Variant B
-  int64_t omp_sparsity = 0;       // s'; 0: = s
+  bool recover_moments = false;  // Variant B
+  int64_t omp_sparsity = 0;      // s'; 0: = s
   double omp_tol = 0;
   OmpSolver omp_solver = OmpSolver::kCholesky;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0, alpha = 1;
-  int64_t chunks = 1;             // MESGC c
-  int64_t svd_rank = 128;         // CESGC r (clamped to min(m, n))
-  int64_t svd_refresh = 200;      // CESGC refresh period in steps
-  std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj", "o_proj",
+  int64_t chunks = 1;         // MESGC c
+  int64_t svd_rank = 128;     // CESGC r (clamped to min(m, n))
+  int64_t svd_refresh = 200;  // CESGC refresh period in steps
+  std::vector<std::string> target_modules = {"q_proj",  "k_proj",    "v_proj",   "o_proj",
                                              "up_proj", "down_proj", "gate_proj"};
-  bool diagnostics = false;       // shadow optimizers for the 3.8 recovery diagnostics
+  bool diagnostics = false;  // shadow optimizers for the 3.8 recovery diagnostics
 };
 
 // Declarations of every knob (methods.md 3.7); `variant`'s default is `v`.
@@ -108,7 +109,8 @@ class Sgc : public optim::Optimizer {
     double energy_kept = 0, omp_residual = 0;  // last step
     int64_t omp_iterations = 0;                // last step, summed over chunks
     // diagnostics = true only (methods.md 3.8), last step, in the space of x:
-    double recovery_error = 0;  // ||Delta - Delta_ref|| / ||Delta_ref||, Delta_ref = sparse Adam on x_s
+    double recovery_error =
+        0;  // ||Delta - Delta_ref|| / ||Delta_ref||, Delta_ref = sparse Adam on x_s
     double support_recall = 0;  // |supp(Delta) & top-s' of |Delta_ref|| / min(s', nnz(Delta_ref))
     double update_cosine = 0;   // cos(Delta, the AdamW update on the unsparsified x)
   };
@@ -118,12 +120,12 @@ class Sgc : public optim::Optimizer {
  private:
   struct Block {
     BlockInfo info;
-    size_t index = 0;                    // position in the step's block list
+    size_t index = 0;                         // position in the step's block list
     int64_t kc = 0, dc = 0, sc = 0, spc = 0;  // per chunk: k/c, d/c, s/c, s'/c
-    std::vector<float> p, q;             // [k] = chunks * kc, chunk-major
-    std::vector<float> P;                // CESGC [m, r]
-    std::vector<float> ms, vs, mf, vf;   // diagnostics: shadow moments [d] (sparse Adam, AdamW)
-    Projector* proj = nullptr;           // own_ or a shared one
+    std::vector<float> p, q;                  // [k] = chunks * kc, chunk-major
+    std::vector<float> P;                     // CESGC [m, r]
+    std::vector<float> ms, vs, mf, vf;  // diagnostics: shadow moments [d] (sparse Adam, AdamW)
+    Projector* proj = nullptr;          // own_ or a shared one
     std::unique_ptr<Projector> own;
   };
   void step_block(Block& b, optim::ParamBlock& pb, double lr, int64_t t);
@@ -131,10 +133,10 @@ class Sgc : public optim::Optimizer {
                 const std::vector<std::pair<int64_t, float>>& delta, int64_t t, double lr);
 
   SgcParams p_;
-  baselines::AdamW adamw_;                  // non-target blocks
-  std::vector<Block> blocks_;               // target blocks, in block order
-  std::vector<size_t> other_;               // indices of AdamW blocks
-  std::vector<std::string> names_;          // every block's name, for prepare() checks
+  baselines::AdamW adamw_;          // non-target blocks
+  std::vector<Block> blocks_;       // target blocks, in block order
+  std::vector<size_t> other_;       // indices of AdamW blocks
+  std::vector<std::string> names_;  // every block's name, for prepare() checks
   std::map<std::pair<int64_t, int64_t>, std::unique_ptr<Projector>> shared_;  // (kc, dc)
   bool prepared_ = false;
   int64_t step_ = 0;

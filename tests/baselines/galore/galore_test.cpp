@@ -97,7 +97,8 @@ TEST(GaLore, MatchesTorchGoldenStepForStep) {
   ASSERT_EQ(st.size(), 2 * T + 3);
   for (size_t i = 0; i < T; ++i) {
     ASSERT_EQ(st[2 * i].numel, static_cast<int64_t>(g.exp_avg[i].size())) << g.names[i];
-    EXPECT_TRUE(testing::all_close(st[2 * i].data, g.exp_avg[i].data(), st[2 * i].numel, 1e-6, 1e-5))
+    EXPECT_TRUE(
+        testing::all_close(st[2 * i].data, g.exp_avg[i].data(), st[2 * i].numel, 1e-6, 1e-5))
         << "exp_avg " << g.names[i];
     EXPECT_TRUE(testing::all_close(st[2 * i + 1].data, g.exp_avg_sq[i].data(), st[2 * i + 1].numel,
                                    1e-8, 1e-5))
@@ -107,7 +108,8 @@ TEST(GaLore, MatchesTorchGoldenStepForStep) {
   size_t o = 2 * T;
   for (size_t i : {0u, 1u, 4u}) {
     ASSERT_EQ(st[o].numel, static_cast<int64_t>(g.ortho[i].size())) << g.names[i];
-    EXPECT_TRUE(testing::all_close(st[o].data, g.ortho[i].data(), st[o].numel, 1e-6, 0)) << g.names[i];
+    EXPECT_TRUE(testing::all_close(st[o].data, g.ortho[i].data(), st[o].numel, 1e-6, 0))
+        << g.names[i];
     ++o;
   }
 }
@@ -128,7 +130,8 @@ double run_golden(const Golden& g, GaLoreParams p) {
   double diff = 0;
   for (size_t i = 0; i < g.names.size(); ++i)
     for (size_t j = 0; j < data[i].size(); ++j)
-      diff = std::max(diff, std::fabs(double(data[i][j]) - g.after[i][(g.lrs.size() - 1) * data[i].size() + j]));
+      diff = std::max(diff, std::fabs(double(data[i][j]) -
+                                      g.after[i][(g.lrs.size() - 1) * data[i].size() + j]));
   return diff;
 }
 
@@ -152,7 +155,8 @@ TEST(GaLore, GoldenDetectsMistakes) {
 TEST(GaLore, StateBytesFollowMethodsTable) {
   // methods.md 3.4, GaLore rank r on m x n: moments 2*r*(larger side), projector r*(smaller side)
   // (galore_torch "std" projects the smaller side); AdamW blocks 2*numel; f32.
-  std::vector<float> a(64 * 48), ga(a.size()), b(40 * 96), gb(b.size()), c(7), gc(7), e(30 * 8), ge(e.size());
+  std::vector<float> a(64 * 48), ga(a.size()), b(40 * 96), gb(b.size()), c(7), gc(7), e(30 * 8),
+      ge(e.size());
   std::vector<optim::ParamBlock> blocks = {
       {"layers.0.self_attn.q_proj.weight", a.data(), ga.data(), {64, 48}, true},
       {"layers.0.mlp.up_proj.weight", b.data(), gb.data(), {40, 96}, true},
@@ -186,8 +190,9 @@ TEST(GaLore, CheckpointResumesBitExactly) {
   p.update_proj_gap = 4;
   p.weight_decay = 0.05;
   auto run = [&](std::vector<float> a, std::vector<float> b, int from, int to, GaLore& opt) {
-    std::vector<optim::ParamBlock> blocks = {{"l.q_proj.weight", a.data(), g0.data(), {20, 12}, true},
-                                             {"n.weight", b.data(), g1.data(), {9}, false}};
+    std::vector<optim::ParamBlock> blocks = {
+        {"l.q_proj.weight", a.data(), g0.data(), {20, 12}, true},
+        {"n.weight", b.data(), g1.data(), {9}, false}};
     for (int s = from; s < to; ++s) {
       grads(s);
       opt.step(blocks, 1e-2);
@@ -200,19 +205,22 @@ TEST(GaLore, CheckpointResumesBitExactly) {
   GaLore first(p);
   std::vector<float> a = w0, b = w1;
   {
-    std::vector<optim::ParamBlock> blocks = {{"l.q_proj.weight", a.data(), g0.data(), {20, 12}, true},
-                                             {"n.weight", b.data(), g1.data(), {9}, false}};
+    std::vector<optim::ParamBlock> blocks = {
+        {"l.q_proj.weight", a.data(), g0.data(), {20, 12}, true},
+        {"n.weight", b.data(), g1.data(), {9}, false}};
     for (int s = 0; s < 6; ++s) {
       grads(s);
       first.step(blocks, 1e-2);
     }
-    const auto path = (std::filesystem::temp_directory_path() / "kvlab_galore_ckpt.safetensors").string();
+    const auto path =
+        (std::filesystem::temp_directory_path() / "kvlab_galore_ckpt.safetensors").string();
     train::save_checkpoint(path, blocks, first, {{"step", 6}});
     GaLore second(p);
     second.prepare(blocks);
     std::vector<float> a2(a.size(), 0.f), b2(b.size(), 0.f);
-    std::vector<optim::ParamBlock> fresh = {{"l.q_proj.weight", a2.data(), g0.data(), {20, 12}, true},
-                                            {"n.weight", b2.data(), g1.data(), {9}, false}};
+    std::vector<optim::ParamBlock> fresh = {
+        {"l.q_proj.weight", a2.data(), g0.data(), {20, 12}, true},
+        {"n.weight", b2.data(), g1.data(), {9}, false}};
     train::load_checkpoint(path, fresh, second);
     std::filesystem::remove(path);
     EXPECT_EQ(second.step_count(), 6);

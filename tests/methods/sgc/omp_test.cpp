@@ -26,7 +26,9 @@ Planted plant(int64_t d, int64_t s, uint64_t seed) {
   std::vector<int64_t> all(static_cast<size_t>(d));
   for (int64_t i = 0; i < d; ++i) all[static_cast<size_t>(i)] = i;
   for (int64_t i = 0; i < s; ++i)  // partial Fisher-Yates
-    std::swap(all[static_cast<size_t>(i)], all[static_cast<size_t>(i + static_cast<int64_t>(rng.below(static_cast<uint64_t>(d - i))))]);
+    std::swap(all[static_cast<size_t>(i)],
+              all[static_cast<size_t>(
+                  i + static_cast<int64_t>(rng.below(static_cast<uint64_t>(d - i))))]);
   Planted p;
   p.idx.assign(all.begin(), all.begin() + s);
   std::sort(p.idx.begin(), p.idx.end());
@@ -47,7 +49,8 @@ double recovery_error(const OmpResult& r, const Planted& p, int64_t d) {
   return worst;
 }
 
-double recovery_rate(ProjectionKind kind, int64_t k, int64_t d, int64_t s, OmpSolver solver, int seeds) {
+double recovery_rate(ProjectionKind kind, int64_t k, int64_t d, int64_t s, OmpSolver solver,
+                     int seeds) {
   int ok = 0;
   for (int seed = 0; seed < seeds; ++seed) {
     const Projector A(kind, k, d, 1000 + seed, 7, /*stored=*/false);
@@ -88,11 +91,13 @@ TEST(Omp, RecoveryCollapsesBelowTheBound) {
 // Gaussian elimination (partial pivoting) after every atom. Independent of the incremental code.
 OmpResult naive_omp(const Projector& A, const std::vector<double>& y, int64_t atoms) {
   const int64_t k = A.k(), d = A.d();
-  std::vector<std::vector<double>> cols(static_cast<size_t>(d), std::vector<double>(static_cast<size_t>(k)));
+  std::vector<std::vector<double>> cols(static_cast<size_t>(d),
+                                        std::vector<double>(static_cast<size_t>(k)));
   std::vector<float> c(static_cast<size_t>(k));
   for (int64_t j = 0; j < d; ++j) {
     A.column(j, c.data());
-    for (int64_t i = 0; i < k; ++i) cols[static_cast<size_t>(j)][static_cast<size_t>(i)] = c[static_cast<size_t>(i)];
+    for (int64_t i = 0; i < k; ++i)
+      cols[static_cast<size_t>(j)][static_cast<size_t>(i)] = c[static_cast<size_t>(i)];
   }
   OmpResult r;
   std::vector<double> rho = y;
@@ -105,7 +110,8 @@ OmpResult naive_omp(const Projector& A, const std::vector<double>& y, int64_t at
       double dot = 0, nn = 0;
       for (int64_t i = 0; i < k; ++i) {
         dot += cols[static_cast<size_t>(j)][static_cast<size_t>(i)] * rho[static_cast<size_t>(i)];
-        nn += cols[static_cast<size_t>(j)][static_cast<size_t>(i)] * cols[static_cast<size_t>(j)][static_cast<size_t>(i)];
+        nn += cols[static_cast<size_t>(j)][static_cast<size_t>(i)] *
+              cols[static_cast<size_t>(j)][static_cast<size_t>(i)];
       }
       const double sc = std::fabs(dot) / std::sqrt(nn);
       if (sc > bs) bs = sc, best = j;
@@ -117,8 +123,11 @@ OmpResult naive_omp(const Projector& A, const std::vector<double>& y, int64_t at
     for (size_t a = 0; a < n; ++a) {
       for (size_t b = 0; b < n; ++b)
         for (int64_t i = 0; i < k; ++i)
-          M[a][b] += cols[static_cast<size_t>(r.support[a])][static_cast<size_t>(i)] * cols[static_cast<size_t>(r.support[b])][static_cast<size_t>(i)];
-      for (int64_t i = 0; i < k; ++i) M[a][n] += cols[static_cast<size_t>(r.support[a])][static_cast<size_t>(i)] * y[static_cast<size_t>(i)];
+          M[a][b] += cols[static_cast<size_t>(r.support[a])][static_cast<size_t>(i)] *
+                     cols[static_cast<size_t>(r.support[b])][static_cast<size_t>(i)];
+      for (int64_t i = 0; i < k; ++i)
+        M[a][n] += cols[static_cast<size_t>(r.support[a])][static_cast<size_t>(i)] *
+                   y[static_cast<size_t>(i)];
     }
     for (size_t col = 0; col < n; ++col) {
       size_t piv = col;
@@ -138,7 +147,9 @@ OmpResult naive_omp(const Projector& A, const std::vector<double>& y, int64_t at
     }
     rho = y;
     for (size_t a = 0; a < n; ++a)
-      for (int64_t i = 0; i < k; ++i) rho[static_cast<size_t>(i)] -= cols[static_cast<size_t>(r.support[a])][static_cast<size_t>(i)] * r.x[a];
+      for (int64_t i = 0; i < k; ++i)
+        rho[static_cast<size_t>(i)] -=
+            cols[static_cast<size_t>(r.support[a])][static_cast<size_t>(i)] * r.x[a];
   }
   return r;
 }
@@ -205,7 +216,8 @@ TEST(Projector, DistributionsHaveTheDeclaredMoments) {
   std::vector<float> c(k);
   for (int64_t j = 0; j < d; ++j) {
     g.column(j, c.data());
-    for (float v : c) s1 += v, s2 += double(v) * v, s4 += std::pow(double(v) * std::sqrt(double(k)), 4);
+    for (float v : c)
+      s1 += v, s2 += double(v) * v, s4 += std::pow(double(v) * std::sqrt(double(k)), 4);
   }
   const double n = static_cast<double>(k * d);
   // N(0, 1/k): mean 0 (sd of the estimate 1/sqrt(k n) = 2.5e-4), variance 1/k to 1 %, kurtosis 3.
@@ -226,6 +238,15 @@ TEST(Projector, DistributionsHaveTheDeclaredMoments) {
   EXPECT_LT(pos, 420);
 }
 
+TEST(Projector, InverseNormalCdfMatchesReferenceQuantiles) {
+  // Quantiles of N(0, 1) from Python's statistics.NormalDist().inv_cdf (exact to ~1e-15).
+  const std::pair<double, double> q[] = {
+      {1e-9, -5.9978070150076865}, {0.001, -3.090232306167813},  {0.02, -2.0537489106318225},
+      {0.1, -1.2815515655446008},  {0.3, -0.5244005127080407},   {0.5, 0.0},
+      {0.97, 1.8807936081512504},  {0.999999, 4.753424308817089}};
+  for (const auto& [p, z] : q) EXPECT_NEAR(inverse_normal_cdf(p), z, 5e-8 * std::fabs(z)) << p;
+}
+
 TEST(Projector, ApplySparseTouchesOnlyTheGivenColumns) {
   Projector A(ProjectionKind::kGaussian, 16, 40, 2, 0, true);
   const std::vector<int64_t> idx = {3, 17, 39};
@@ -239,7 +260,8 @@ TEST(Projector, ApplySparseTouchesOnlyTheGivenColumns) {
   // Poison every other column: a touch would turn the result into NaN.
   for (int64_t j = 0; j < 40; ++j)
     if (std::find(idx.begin(), idx.end(), j) == idx.end())
-      for (int i = 0; i < 16; ++i) A.storage()[static_cast<size_t>(j * 16 + i)] = std::numeric_limits<float>::quiet_NaN();
+      for (int i = 0; i < 16; ++i)
+        A.storage()[static_cast<size_t>(j * 16 + i)] = std::numeric_limits<float>::quiet_NaN();
   std::vector<double> got(16, 0.0);
   A.apply_sparse(idx, val, got.data());
   for (int i = 0; i < 16; ++i) EXPECT_EQ(got[i], want[i]);

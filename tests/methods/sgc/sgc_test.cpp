@@ -42,7 +42,8 @@ struct Model {
   }
   std::vector<optim::ParamBlock> blocks() {
     std::vector<optim::ParamBlock> b;
-    for (size_t i = 0; i < names.size(); ++i) b.push_back({names[i], w[i].data(), g[i].data(), shapes[i], decay[i]});
+    for (size_t i = 0; i < names.size(); ++i)
+      b.push_back({names[i], w[i].data(), g[i].data(), shapes[i], decay[i]});
     return b;
   }
   void grads(int step) {
@@ -50,7 +51,9 @@ struct Model {
     for (auto& gi : g)
       for (auto& x : gi) {
         const double u = rng.uniform();
-        x = u < 0.05 ? 0.0f : u < 0.1 ? 0.25f : static_cast<float>(rng.normal() * std::exp(3 * rng.normal()));
+        x = u < 0.05  ? 0.0f
+            : u < 0.1 ? 0.25f
+                      : static_cast<float>(rng.normal() * std::exp(3 * rng.normal()));
       }
   }
 };
@@ -156,12 +159,14 @@ TEST(Sgc, VariantBWithIdentityMatchesAdamW) {
   run(sgc, a, 0, 6);
   run(adamw, b, 0, 6);
   for (size_t i = 0; i < a.w.size(); ++i)
-    EXPECT_TRUE(testing::all_close(a.w[i].data(), b.w[i].data(), static_cast<int64_t>(a.w[i].size()), 1e-7, 1e-6))
+    EXPECT_TRUE(testing::all_close(a.w[i].data(), b.w[i].data(),
+                                   static_cast<int64_t>(a.w[i].size()), 1e-7, 1e-6))
         << a.names[i];
 }
 
 TEST(Sgc, SparsifyKeepsTopMagnitudesTiesToLowerIndex) {
-  std::vector<float> w(12, 1.0f), g = {0.5f, -2.0f, 0.1f, 2.0f, -2.0f, 0.0f, 1.0f, 2.0f, 0, 0, 0, 0};
+  std::vector<float> w(12, 1.0f),
+      g = {0.5f, -2.0f, 0.1f, 2.0f, -2.0f, 0.0f, 1.0f, 2.0f, 0, 0, 0, 0};
   const std::vector<float> w0 = w;
   std::vector<optim::ParamBlock> blocks = {{"x.q_proj.weight", w.data(), g.data(), {3, 4}, false}};
   SgcParams p = identity_params();
@@ -173,12 +178,6 @@ TEST(Sgc, SparsifyKeepsTopMagnitudesTiesToLowerIndex) {
     EXPECT_EQ(w[j] != w0[j], j == 1 || j == 3 || j == 4) << "index " << j;
   const double total = 0.25 + 4 * 4 + double(0.1f) * double(0.1f) + 1;
   EXPECT_NEAR(opt.block_info()[0].energy_kept, 12.0 / total, 1e-12);
-}
-
-int64_t numel_of(const std::vector<int64_t>& s) {
-  int64_t n = 1;
-  for (auto x : s) n *= x;
-  return n;
 }
 
 TEST(Sgc, StateBytesFollowMethodsTable) {
@@ -234,7 +233,8 @@ TEST(Sgc, StateBytesFollowMethodsTable) {
 
 TEST(Sgc, AutoSparsityFollowsTheRule) {
   std::vector<float> w(64 * 32), g(w.size());
-  std::vector<optim::ParamBlock> blocks = {{"a.up_proj.weight", w.data(), g.data(), {64, 32}, true}};
+  std::vector<optim::ParamBlock> blocks = {
+      {"a.up_proj.weight", w.data(), g.data(), {64, 32}, true}};
   for (int64_t k : {1, 40, 200, 700}) {
     SgcParams p;
     p.k = k;
@@ -256,7 +256,8 @@ void expect_resume_bit_exact(const SgcParams& p, int total, int cut) {
   Model b = small_model();
   Sgc first(p);
   run(first, b, 0, cut);
-  const auto path = (std::filesystem::temp_directory_path() / "kvlab_sgc_ckpt.safetensors").string();
+  const auto path =
+      (std::filesystem::temp_directory_path() / "kvlab_sgc_ckpt.safetensors").string();
   auto blocks = b.blocks();
   train::save_checkpoint(path, blocks, first, {{"step", cut}});
   Model c = small_model();  // fresh weights: everything must come from the file
@@ -326,7 +327,8 @@ double quadratic_run(SgcParams p, int steps, double lr, Sgc** keep = nullptr) {
   Rng rng(3);
   std::vector<float> w(1024), target(1024), g(1024);
   for (auto& x : target) x = static_cast<float>(rng.normal());
-  std::vector<optim::ParamBlock> blocks = {{"a.o_proj.weight", w.data(), g.data(), {32, 32}, false}};
+  std::vector<optim::ParamBlock> blocks = {
+      {"a.o_proj.weight", w.data(), g.data(), {32, 32}, false}};
   Sgc opt(p);
   auto loss = [&] {
     double l = 0;
@@ -411,8 +413,10 @@ TEST(Sgc, TracesEnergyResidualIterationsAndBytes) {
     for (float it : row) EXPECT_TRUE(it >= 1 && it <= 5);
   for (const auto& row : sink.rows["optim/sgc/omp_residual"])
     for (float r : row) EXPECT_TRUE(r >= 0 && r < 1);
-  EXPECT_EQ(sink.rows["optim/sgc/state_bytes"][0], (std::vector<float>{160 + 16 * 30, 160 + 16 * 30}));
-  for (const char* diag : {"optim/sgc/recovery_error", "optim/sgc/support_recall", "optim/sgc/update_cosine"}) {
+  EXPECT_EQ(sink.rows["optim/sgc/state_bytes"][0],
+            (std::vector<float>{160 + 16 * 30, 160 + 16 * 30}));
+  for (const char* diag :
+       {"optim/sgc/recovery_error", "optim/sgc/support_recall", "optim/sgc/update_cosine"}) {
     ASSERT_EQ(sink.rows[diag].size(), 3u) << diag;
     EXPECT_EQ(sink.rows[diag][2].size(), 2u) << diag;
   }
@@ -452,7 +456,8 @@ TEST(Sgc, BadParametersFailNamingTheKey) {
   EXPECT_TRUE(names(error_of("sgc", {{"chunks", "3"}}), "chunks"));  // needs variant mesgc
   EXPECT_TRUE(names(error_of("sgc", {{"projection", "identity"}, {"k", "7"}}), "identity"));
   EXPECT_TRUE(names(error_of("sgc", {{"omp_sparsity", "x"}}), "omp_sparsity"));
-  EXPECT_TRUE(names(error_of("sgc", {{"omp_sparsity", "40"}, {"k", "8"}, {"s", "2"}}), "omp_sparsity"));
+  EXPECT_TRUE(
+      names(error_of("sgc", {{"omp_sparsity", "40"}, {"k", "8"}, {"s", "2"}}), "omp_sparsity"));
   EXPECT_TRUE(names(error_of("sgc", {{"omp_tol", "-1"}}), "omp_tol"));
   EXPECT_TRUE(names(error_of("sgc", {{"target_modules", ""}}), "target_modules"));
   EXPECT_TRUE(names(error_of("cesgc", {{"svd_rank", "0"}}), "svd_rank"));
@@ -479,7 +484,9 @@ TEST(Sgc, RegisteredWithMethodsDefaults) {
   EXPECT_EQ(p.alpha, 1.0);
   EXPECT_EQ(p.svd_refresh, 200);
   EXPECT_EQ(p.target_modules.size(), 7u);
-  EXPECT_EQ(ParamValues(optim::OptimizerRegistry::instance().find("cesgc").params).get_string("variant"), "cesgc");
+  EXPECT_EQ(
+      ParamValues(optim::OptimizerRegistry::instance().find("cesgc").params).get_string("variant"),
+      "cesgc");
   const ParamValues me(optim::OptimizerRegistry::instance().find("mesgc").params);
   EXPECT_EQ(me.get_string("variant"), "mesgc");
   EXPECT_EQ(me.get_int("chunks"), 4);

@@ -5,12 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <map>
-#include <set>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "baselines/adamw/adamw.h"
 #include "baselines/galore/galore.h"
@@ -44,7 +43,9 @@ class CountingSource : public BatchSource {
     return b;
   }
   std::string state() const override { return nlohmann::json{{"n", n_}}.dump(); }
-  void restore(const std::string& s) override { n_ = nlohmann::json::parse(s).at("n").get<int64_t>(); }
+  void restore(const std::string& s) override {
+    n_ = nlohmann::json::parse(s).at("n").get<int64_t>();
+  }
 
  private:
   int64_t n_ = 0;
@@ -115,17 +116,19 @@ void expect_accounting(const Result& res, int64_t steps) {
 double loss_drop(const TrainResult& r) {
   const size_t n = r.records.size();
   double first = 0, last = 0;
-  for (size_t i = 0; i < 5; ++i) first += r.records[i].loss / 5, last += r.records[n - 5 + i].loss / 5;
+  for (size_t i = 0; i < 5; ++i)
+    first += r.records[i].loss / 5, last += r.records[n - 5 + i].loss / 5;
   return first - last;
 }
 
-const std::vector<std::string> kTargets = {"q_proj", "k_proj", "v_proj", "o_proj",
+const std::vector<std::string> kTargets = {"q_proj",  "k_proj",    "v_proj",   "o_proj",
                                            "up_proj", "down_proj", "gate_proj"};
 
 TEST(SgcInTrainer, AdamWRecordsTwoMomentsPerParameter) {
   baselines::AdamW opt(baselines::AdamWParams{});
   Result res;
-  train(opt, 12, 3e-3, [](const optim::ParamBlock& b) { return 8 * b.numel(); }, res);
+  train(
+      opt, 12, 3e-3, [](const optim::ParamBlock& b) { return 8 * b.numel(); }, res);
   expect_accounting(res, 12);
 }
 
@@ -136,11 +139,12 @@ TEST(SgcInTrainer, SgcTrainsAndRecordsTwoKFloatsPerMatrix) {
   p.storage = sgc::Storage::kSharedPerShape;  // fast here; regenerate gives the same steps
   Result res;
   sgc::Sgc opt(p);
-  train(opt, 30, 3e-3,
-        [&](const optim::ParamBlock& b) {
-          return optim::is_target_matrix(b, kTargets) ? 2 * 4 * 256 : 8 * b.numel();
-        },
-        res);
+  train(
+      opt, 30, 3e-3,
+      [&](const optim::ParamBlock& b) {
+        return optim::is_target_matrix(b, kTargets) ? 2 * 4 * 256 : 8 * b.numel();
+      },
+      res);
   // shared_per_shape: one stored 256 x d projector per distinct d among the target matrices.
   std::set<int64_t> ds;
   {
@@ -165,13 +169,14 @@ TEST(SgcInTrainer, GaLoreAndCesgcRecordTheirFormulas) {
   gp.rank = 8;
   baselines::GaLore galore(gp);
   Result res;
-  train(galore, 6, 3e-3,
-        [&](const optim::ParamBlock& b) -> int64_t {
-          if (!optim::is_target_matrix(b, kTargets)) return 8 * b.numel();
-          const int64_t m = b.shape[0], n = b.shape[1], r = std::min<int64_t>({8, m, n});
-          return 4 * (2 * r * std::max(m, n) + r * std::min(m, n));
-        },
-        res);
+  train(
+      galore, 6, 3e-3,
+      [&](const optim::ParamBlock& b) -> int64_t {
+        if (!optim::is_target_matrix(b, kTargets)) return 8 * b.numel();
+        const int64_t m = b.shape[0], n = b.shape[1], r = std::min<int64_t>({8, m, n});
+        return 4 * (2 * r * std::max(m, n) + r * std::min(m, n));
+      },
+      res);
   expect_accounting(res, 6);
   sgc::SgcParams p;
   p.variant = sgc::Variant::kCesgc;
@@ -180,12 +185,13 @@ TEST(SgcInTrainer, GaLoreAndCesgcRecordTheirFormulas) {
   p.svd_rank = 4;
   sgc::Sgc cesgc(p);
   Result res2;
-  train(cesgc, 4, 3e-3,
-        [&](const optim::ParamBlock& b) -> int64_t {
-          if (!optim::is_target_matrix(b, kTargets)) return 8 * b.numel();
-          return 4 * (2 * 64 + b.shape[0] * std::min<int64_t>({4, b.shape[0], b.shape[1]}));
-        },
-        res2);
+  train(
+      cesgc, 4, 3e-3,
+      [&](const optim::ParamBlock& b) -> int64_t {
+        if (!optim::is_target_matrix(b, kTargets)) return 8 * b.numel();
+        return 4 * (2 * 64 + b.shape[0] * std::min<int64_t>({4, b.shape[0], b.shape[1]}));
+      },
+      res2);
   expect_accounting(res2, 4);
 }
 
