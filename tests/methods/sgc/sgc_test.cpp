@@ -344,12 +344,11 @@ double quadratic_run(SgcParams p, int steps, double lr, Sgc** keep = nullptr) {
 }
 
 TEST(Sgc, EveryVariantDescendsOnAQuadratic) {
-  // d = 1024, s = 16. The moments average A x_s over ~1/(1-b1) steps whose supports differ, so
-  // u is the image of a vector with far more than s non-zeros: descent needs k well above
-  // 4 s ln(d/s) = 266 (measured on this problem, 150 steps, lr 0.1, loss relative to the start:
-  // Variant A k = 64: 1.22, k = 128: 1.12 (no descent), k = 256: 0.47; Variant B 0.81; MESGC
-  // c = 4: 0.51; CESGC r = 8, k = 128: 0.33). Stored A only for speed (identical to regenerate,
-  // tested above).
+  // d = 1024, s = 16. Descent shows only once k reaches the compressed-sensing regime for
+  // s-sparse vectors (the auto rule's 4 s ln(d/s) = 266 here). Measured on this problem, 150
+  // steps, lr 0.1, loss relative to the start: Variant A k = 64: 1.22, k = 128: 1.12 (no
+  // descent), k = 256: 0.47; Variant B 0.81; MESGC c = 4: 0.51; CESGC r = 8, k = 128: 0.33.
+  // Stored A only for speed (identical to regenerate, tested above).
   SgcParams p;
   p.k = 256;
   p.s = 16;
