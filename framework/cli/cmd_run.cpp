@@ -31,6 +31,7 @@
 #include "framework/report/sweep.h"
 #include "framework/report/table.h"
 #include "framework/model/model_init.h"
+#include "framework/optim/optimizer.h"
 #include "kvlab/build_info.h"
 
 namespace kvlab::cli {
@@ -395,7 +396,7 @@ int cmd_run(int argc, char** argv, int first) {
 }
 
 int cmd_help(int argc, char** argv, int first) {
-  Args a("help", "Describes a KV-cache method or an experiment and the parameters it declares.", {},
+  Args a("help", "Describes a KV-cache method, an experiment or an optimizer and the parameters it declares.", {},
          {"NAME"});
   if (!a.parse(argc, argv, first)) return 0;
   const std::string name = a.positionals()[0];
@@ -416,14 +417,26 @@ int cmd_help(int argc, char** argv, int first) {
     print_params(e.params);
     return 0;
   }
+  const auto& oreg = optim::OptimizerRegistry::instance();
+  const auto onames = oreg.names();
+  if (std::find(onames.begin(), onames.end(), name) != onames.end()) {
+    const auto& o = oreg.find(name);
+    std::printf("optimizer %s\n  %s\n\nparameters (optimizer: block):\n", o.name.c_str(),
+                o.help.c_str());
+    print_params(o.params);
+    return 0;
+  }
   std::vector<std::string> all = knames;
   all.insert(all.end(), enames.begin(), enames.end());
-  std::string msg = str("kvlab help: no method or experiment named '", name, "'");
+  all.insert(all.end(), onames.begin(), onames.end());
+  std::string msg = str("kvlab help: no method, experiment or optimizer named '", name, "'");
   if (auto s = did_you_mean(name, all)) msg += str(" (did you mean '", *s, "'?)");
   msg += "; methods:";
   for (const auto& n : knames) msg += " " + n;
   msg += "; experiments:";
   for (const auto& n : enames) msg += " " + n;
+  msg += "; optimizers:";
+  for (const auto& n : onames) msg += " " + n;
   throw Error(msg);
 }
 

@@ -39,6 +39,17 @@ std::string duration_str(double s) {
 
 }  // namespace
 
+int64_t process_peak_rss_bytes() {
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f) return 0;
+  char line[256];
+  long long kb = -1;
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "VmHWM: %lld kB", &kb) == 1) break;
+  std::fclose(f);
+  return kb < 0 ? 0 : static_cast<int64_t>(kb) * 1024;
+}
+
 std::string fingerprint_of(const std::string& s) {
   uint64_t h = 1469598103934665603ull;
   for (unsigned char c : s) {
@@ -210,6 +221,9 @@ TrainResult Trainer::run(const std::atomic<bool>* stop) {
     run_train_s += dt;
 
     StepRecord rec{step_, loss, lr, norm, static_cast<double>(tokens) / dt, dt, tokens, seq_len};
+    rec.optimizer_state_bytes = opt_.state_bytes();
+    for (const auto& b : blocks_) rec.trainable_params += b.numel();
+    rec.peak_rss_bytes = process_peak_rss_bytes();
     r.records.push_back(rec);
     if (trace_) {
       trace_->append_scalar("train/step", static_cast<double>(step_), "steps");
@@ -220,6 +234,12 @@ TrainResult Trainer::run(const std::atomic<bool>* stop) {
       trace_->append_scalar("train/tokens_seen", static_cast<double>(tokens_seen_), "tokens");
       trace_->append_scalar("train/step_seconds", dt, "s");
       trace_->append_scalar("train/seq_len", static_cast<double>(seq_len), "tokens");
+      trace_->append_scalar("optim/state_bytes", static_cast<double>(rec.optimizer_state_bytes),
+                            "bytes");
+      trace_->append_scalar("optim/trainable_params", static_cast<double>(rec.trainable_params),
+                            "params");
+      trace_->append_scalar("mem/peak_rss_bytes", static_cast<double>(rec.peak_rss_bytes), "bytes");
+      opt_.trace(*trace_);
     }
     // Progress: throughput over the steps since T last changed (a curriculum stage); ETA from the
     // mean step time of the segment (a curriculum's later, longer stages make it optimistic).

@@ -18,9 +18,12 @@
 // deterministic for a fixed thread count).
 //
 // Trace (TraceSink, one row per step): train/step, train/loss, train/lr, train/grad_norm,
-// train/tokens_per_s, train/tokens_seen, train/step_seconds, train/seq_len; eval/<name> and
-// eval/step per evaluation. The caller decides the file (experiments/train: one file per run
-// segment).
+// train/tokens_per_s, train/tokens_seen, train/step_seconds, train/seq_len; the memory
+// accounting of methods.md 3.8: optim/state_bytes (Optimizer::state_bytes() after the step,
+// exact), optim/trainable_params (sum of the optimizer's block sizes), mem/peak_rss_bytes (the
+// process's VmHWM); then whatever Optimizer::trace() writes (e.g. optim/sgc/...); eval/<name>
+// and eval/step per evaluation. The caller decides the file (experiments/train: one file per
+// run segment).
 #pragma once
 
 #include <atomic>
@@ -98,6 +101,9 @@ struct StepRecord {
   int64_t step = 0;  // 1-based: steps done after this one
   double loss = 0, lr = 0, grad_norm = 0, tokens_per_s = 0, seconds = 0;
   int64_t tokens = 0, seq_len = 0;
+  int64_t optimizer_state_bytes = 0;  // Optimizer::state_bytes() after the step
+  int64_t trainable_params = 0;       // elements in the optimizer's blocks
+  int64_t peak_rss_bytes = 0;         // VmHWM after the step (0 where /proc is unavailable)
 };
 
 struct TrainResult {
@@ -155,6 +161,10 @@ class Trainer {
   int64_t step_ = 0, tokens_seen_ = 0;
   double elapsed_s_ = 0;  // training seconds over all segments (from the loop state)
 };
+
+// Peak resident set size of this process so far (VmHWM in /proc/self/status), in bytes; 0 where
+// it cannot be read (not Linux).
+int64_t process_peak_rss_bytes();
 
 // A 16-hex-digit FNV-1a fingerprint of a string (for TrainerOptions::fingerprint).
 std::string fingerprint_of(const std::string& s);
