@@ -91,7 +91,8 @@ kv::KvMethod make_method() {
       params, [](const kv::LayerInfo& info, const ParamValues& p) {
         return std::unique_ptr<kv::KvCache>(new H2o(
             info, EvictionBudget::from_params(p, "h2o"), p.get_float("recent_fraction")));
-      }};
+      },
+      [](const ParamValues& p) { EvictionBudget::from_params(p, "h2o"); }};
 }
 
 }  // namespace

@@ -112,7 +112,8 @@ kv::KvMethod make_method() {
         return std::unique_ptr<kv::KvCache>(new SnapKv(
             info, EvictionBudget::from_params(p, "snapkv"), p.get_int("window"),
             p.get_int("kernel"), p.get_string("pooling") == "max"));
-      }};
+      },
+      [](const ParamValues& p) { EvictionBudget::from_params(p, "snapkv"); }};
 }
 
 }  // namespace

@@ -19,19 +19,25 @@ kv::KvMethod make_static(const std::string& name, bool anchors, const std::strin
   std::vector<ParamDecl> decls;
   for (const auto& d : methods::ojakv_params())
     if (keep.count(d.name)) decls.push_back(d);
-  return kv::KvMethod{name, help, decls,
-                      [name, anchors](const kv::LayerInfo& info, const ParamValues& given) {
-                        ParamValues p(methods::ojakv_params());
-                        for (const auto& [k, v] : given.values()) p.set(k, v, name);
-                        p.set("online_update", ParamValue(false), name);
-                        p.set("prefill_update", ParamValue(std::string("none")), name);
-                        p.set("anchor_policy", ParamValue(std::string("positional")), name);
-                        if (!anchors) {
-                          p.set("n_start", ParamValue(int64_t{0}), name);
-                          p.set("n_recent", ParamValue(int64_t{0}), name);
-                        }
-                        return methods::make_ojakv_cache(info, p, name);
-                      }};
+  // OjaKV's full parameter set with this baseline's fixed values.
+  const auto full = [name, anchors](const ParamValues& given) {
+    ParamValues p(methods::ojakv_params());
+    for (const auto& [k, v] : given.values()) p.set(k, v, name);
+    p.set("online_update", ParamValue(false), name);
+    p.set("prefill_update", ParamValue(std::string("none")), name);
+    p.set("anchor_policy", ParamValue(std::string("positional")), name);
+    if (!anchors) {
+      p.set("n_start", ParamValue(int64_t{0}), name);
+      p.set("n_recent", ParamValue(int64_t{0}), name);
+    }
+    return p;
+  };
+  return kv::KvMethod{
+      name, help, decls,
+      [name, full](const kv::LayerInfo& info, const ParamValues& given) {
+        return methods::make_ojakv_cache(info, full(given), name);
+      },
+      [name, full](const ParamValues& given) { methods::check_ojakv_params(full(given), name); }};
 }
 
 }  // namespace

@@ -139,6 +139,15 @@ kv::KvMethod make_method() {
   mode.help = "original: keys keep their RoPE positions; cache: positions within the cache, kept "
               "keys re-rotated when they shift (as in the paper)";
   params.push_back(mode);
+  // The budget from window / budget / ratio (exactly one), checked.
+  static const auto budget_of = [](const ParamValues& p) {
+    const int64_t window = p.get_int("window");
+    const EvictionBudget b = EvictionBudget::from_params(p, "streaming_llm", window > 0);
+    if (window > 0 && b.set()) throw Error("streaming_llm: set one of window, budget, ratio");
+    if (b.tokens > 0 && b.tokens <= p.get_int("n_sink"))
+      throw Error("streaming_llm: budget must exceed n_sink");
+    return b;
+  };
   return kv::KvMethod{
       "streaming_llm",
       "StreamingLLM (Xiao et al. 2023): keeps n_sink first tokens + the most recent window; the "
@@ -146,16 +155,13 @@ kv::KvMethod make_method() {
       "window tokens, or budget (tokens, = n_sink + window) or ratio of the prompt; exactly one. "
       "position_mode original|cache (cache re-rotates kept keys to their slot). memory() counts "
       "evicted tokens.",
-      params, [](const kv::LayerInfo& info, const ParamValues& p) {
-        const int64_t window = p.get_int("window");
-        const EvictionBudget b = EvictionBudget::from_params(p, "streaming_llm", window > 0);
-        if (window > 0 && b.set())
-          throw Error("streaming_llm: set one of window, budget, ratio");
-        if (b.tokens > 0 && b.tokens <= p.get_int("n_sink"))
-          throw Error("streaming_llm: budget must exceed n_sink");
-        return std::unique_ptr<kv::KvCache>(new StreamingLlm(
-            info, p.get_int("n_sink"), window, b, p.get_string("position_mode") == "cache"));
-      }};
+      params,
+      [](const kv::LayerInfo& info, const ParamValues& p) {
+        return std::unique_ptr<kv::KvCache>(new StreamingLlm(info, p.get_int("n_sink"),
+                                                             p.get_int("window"), budget_of(p),
+                                                             p.get_string("position_mode") == "cache"));
+      },
+      [](const ParamValues& p) { budget_of(p); }};
 }
 
 }  // namespace

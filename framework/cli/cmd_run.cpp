@@ -10,11 +10,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 #include <nlohmann/json.hpp>
 
 #include "experiments/common/experiment.h"
@@ -104,19 +106,29 @@ const std::vector<ParamDecl>& experiment_decls(const std::string& n) {
   return experiments::ExperimentRegistry::instance().find(n).params;
 }
 
+// A value for people: floats in their shortest round-trip form (0.6, not 0.59999999999999998).
+std::string display_value(const ParamValue& v) {
+  if (const auto* d = std::get_if<double>(&v)) {
+    char buf[32];
+    const auto r = std::to_chars(buf, buf + sizeof buf, *d);
+    return std::string(buf, r.ptr);
+  }
+  return param_value_to_string(v);
+}
+
 void print_params(const std::vector<ParamDecl>& params) {
   if (params.empty()) std::printf("  (no parameters)\n");
   for (const auto& p : params) {
     std::string range;
     if (p.min || p.max)
-      range = str(" range [", p.min ? param_value_to_string(*p.min) : "-inf", ", ",
-                  p.max ? param_value_to_string(*p.max) : "inf", "]");
+      range = str(" range [", p.min ? display_value(*p.min) : "-inf", ", ",
+                  p.max ? display_value(*p.max) : "inf", "]");
     if (!p.choices.empty()) {
       range = " one of:";
       for (const auto& ch : p.choices) range += " " + ch;
     }
     std::printf("  %-16s %-7s default %s%s\n      %s\n", p.name.c_str(),
-                param_type_name(p.type).c_str(), param_value_to_string(p.default_value).c_str(),
+                param_type_name(p.type).c_str(), display_value(p.default_value).c_str(),
                 range.c_str(), p.help.c_str());
   }
 }
@@ -259,6 +271,20 @@ void print_sweep_list(const harness::Sweep& s) {
                 status[i].c_str(), s.points[i].swept_text().c_str());
 }
 
+// Model-free method checks (KvMethod::check: parameter combinations, files that must exist) on
+// the given points: a bad point stops a sweep before any point runs.
+void check_methods(const harness::Sweep& s, const std::vector<size_t>& which) {
+  for (size_t i : which) {
+    const harness::RunConfig& c = s.points[i].config;
+    try {
+      kv::check_kv_params(c.method, c.method_params);
+    } catch (const Error& e) {
+      fail(s.file, ": method: ", e.what(),
+           s.has_sweep ? str(" (in sweep point ", i, ": ", s.points[i].swept_text(), ")") : "");
+    }
+  }
+}
+
 int run_points(const harness::Sweep& s, long only) {
   std::vector<size_t> which;
   if (only >= 0) {
@@ -270,6 +296,7 @@ int run_points(const harness::Sweep& s, long only) {
   } else {
     for (size_t i = 0; i < s.points.size(); ++i) which.push_back(i);
   }
+  check_methods(s, which);
   ModelCache models;
   size_t ran = 0, complete = 0, busy = 0;
   std::vector<std::string> failed;
@@ -377,6 +404,9 @@ int cmd_run(int argc, char** argv, int first) {
   if (const auto suite = harness::load_suite(file)) return run_suite(*suite, a);
   const harness::Sweep s = load_cli_sweep(file, a.get_all("set"));
   if (a.flag("check")) {
+    std::vector<size_t> all(s.points.size());
+    std::iota(all.begin(), all.end(), size_t{0});
+    check_methods(s, all);
     for (size_t i = 0; i < s.points.size(); ++i) {
       if (s.has_sweep) std::printf("---\n# point %zu: %s\n", i, s.points[i].swept_text().c_str());
       std::printf("%s", s.points[i].config.resolved_yaml().c_str());

@@ -74,6 +74,9 @@ struct KvMethod {
   std::string help;  // one paragraph: paper, algorithm, budget meaning
   std::vector<ParamDecl> params;
   std::function<std::unique_ptr<KvCache>(const LayerInfo&, const ParamValues&)> make;
+  // Checks across parameters that need no model (exactly one of budget/ratio, a bases file that
+  // must exist); run on every point before a sweep starts any work. Optional; throws kvlab::Error.
+  std::function<void(const ParamValues&)> check;
 };
 
 class KvRegistry {
@@ -91,6 +94,8 @@ class KvRegistry {
 
 // A factory for every layer of a sequence from a method name and its resolved parameters.
 KvFactory make_kv_factory(const std::string& method, const ParamValues& params);
+// Runs the method's `check` on resolved parameters (nothing when it has none).
+void check_kv_params(const std::string& method, const ParamValues& params);
 
 }  // namespace kvlab::kv
 

@@ -37,4 +37,9 @@ KvFactory make_kv_factory(const std::string& method, const ParamValues& params) 
   return [make, params](const LayerInfo& info) { return make(info, params); };
 }
 
+void check_kv_params(const std::string& method, const ParamValues& params) {
+  const KvMethod& m = KvRegistry::instance().find(method);
+  if (m.check) m.check(params);
+}
+
 }  // namespace kvlab::kv

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <numeric>
 
@@ -1113,13 +1114,22 @@ void OjaKvCache::trace(TraceSink& sink) const {
 
 // ---- construction from declared parameters and registration ----
 
-std::unique_ptr<kv::KvCache> make_ojakv_cache(const kv::LayerInfo& info, const ParamValues& v,
-                                              const std::string& method) {
+OjaKvParams check_ojakv_params(const ParamValues& v, const std::string& method) {
   const OjaKvParams p = OjaKvParams::from_values(v, method);
   if (p.bases.empty())
     throw Error(str(method,
                     ".bases: a calibrated bases file is required (kvlab calibrate "
                     "--out PATH, then bases: PATH)"));
+  if (!std::filesystem::is_regular_file(p.bases))
+    throw Error(str(method, ".bases: no such file '", p.bases,
+                    "' (make it with kvlab calibrate --model DIR --dataset SPEC --out ", p.bases,
+                    ")"));
+  return p;
+}
+
+std::unique_ptr<kv::KvCache> make_ojakv_cache(const kv::LayerInfo& info, const ParamValues& v,
+                                              const std::string& method) {
+  const OjaKvParams p = check_ojakv_params(v, method);
   return std::make_unique<OjaKvCache>(info, p, io::load_bases_h5_cached(p.bases), method);
 }
 
@@ -1135,7 +1145,8 @@ kv::KvMethod make_method() {
       "Attention reconstructs tiles or runs in latent space. prefill_attention exact = OjaKV-PF; "
       "online_update false = StaticPCA(-H).",
       ojakv_params(),
-      [](const kv::LayerInfo& info, const ParamValues& p) { return make_ojakv_cache(info, p); }};
+      [](const kv::LayerInfo& info, const ParamValues& p) { return make_ojakv_cache(info, p); },
+      [](const ParamValues& p) { check_ojakv_params(p, "ojakv"); }};
 }
 }  // namespace
 

@@ -183,8 +183,11 @@ class OjaKvCache : public kv::KvCache {
 };
 
 // Builds one layer's cache from declared parameters (loads `bases` through the process-wide
-// cache of bases files). `overrides` lets thin registrations (static_pca) fix values.
+// cache of bases files).
 std::unique_ptr<kv::KvCache> make_ojakv_cache(const kv::LayerInfo& info, const ParamValues& p,
                                               const std::string& method = "ojakv");
+// The model-free checks of make_ojakv_cache (parameter combinations, the bases file exists): the
+// registry's `check`, run on every sweep point before any work. Errors name `method.KEY`.
+OjaKvParams check_ojakv_params(const ParamValues& p, const std::string& method = "ojakv");
 
 }  // namespace kvlab::methods

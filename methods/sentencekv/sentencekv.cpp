@@ -813,6 +813,40 @@ ParamDecl decl(const std::string& name, ParamDecl::Type type, ParamValue def, st
 
 bool tri(const std::string& v, bool auto_value) { return v == "auto" ? auto_value : v == "on"; }
 
+// The declared parameters as options, with the model-free checks (the registry's `check`).
+SentenceKvOptions options_from(const ParamValues& v) {
+  SentenceKvOptions o;
+  o.mode = v.get_string("mode") == "paper" ? SentenceKvOptions::Mode::kPaper
+                                           : SentenceKvOptions::Mode::kOfficialCode;
+  const bool code = o.mode == SentenceKvOptions::Mode::kOfficialCode;
+  o.token_budget = v.get_int("token_budget");
+  o.semantic_factor = v.get_float("semantic_factor");
+  o.window_size = v.get_int("window_size");
+  o.kernel_size = v.get_int("kernel_size");
+  o.pooling = baselines::parse_pooling(v.get_string("pooling"), "pooling");
+  o.global_importance = v.get_string("importance_scope") == "global";
+  o.start_budget = v.get_int("start_budget");
+  o.recent_budget = v.get_int("recent_budget");
+  o.length_threshold = v.get_int("length_threshold");
+  o.punctuation = parse_punctuation(v.get_string("punctuation"), "punctuation");
+  o.max_tokens_per_sentence = v.get_int("max_tokens_per_sentence");
+  o.boundary_full_attention = tri(v.get_string("boundary_full_attention"), code);
+  o.compat_slot32 = tri(v.get_string("compat_slot32"), code);
+  const std::string hd = v.get_string("host_pool_dtype");
+  o.host_dtype = hd == "f32" ? DType::kF32 : hd == "bf16" ? DType::kBF16 : DType::kF16;
+  o.recall_every = v.get_int("recall_every");
+  if (o.token_budget < o.start_budget + o.recent_budget)
+    fail("sentencekv: token_budget = ", o.token_budget,
+         " must be >= start_budget + "
+         "recent_budget = ",
+         o.start_budget + o.recent_budget, " (the budget includes the local window)");
+  if (!(o.semantic_factor > 0.0) ||
+      std::floor(o.semantic_factor * static_cast<double>(o.token_budget)) < 1.0)
+    fail("sentencekv: semantic_factor = ", o.semantic_factor,
+         " must be > 0 with floor(semantic_factor * token_budget) >= 1");
+  return o;
+}
+
 kv::KvMethod make_method() {
   using T = ParamDecl::Type;
   std::vector<ParamDecl> p;
@@ -883,40 +917,14 @@ kv::KvMethod make_method() {
       "generated sentences become buckets. mode official_code keeps everything resident (the "
       "released code); mode paper keeps sentence tokens in a host tier and copies the chosen "
       "ones each step.",
-      p, [](const kv::LayerInfo& info, const ParamValues& v) {
-        SentenceKvOptions o;
-        o.mode = v.get_string("mode") == "paper" ? SentenceKvOptions::Mode::kPaper
-                                                 : SentenceKvOptions::Mode::kOfficialCode;
-        const bool code = o.mode == SentenceKvOptions::Mode::kOfficialCode;
-        o.token_budget = v.get_int("token_budget");
-        o.semantic_factor = v.get_float("semantic_factor");
-        o.window_size = v.get_int("window_size");
-        o.kernel_size = v.get_int("kernel_size");
-        o.pooling = baselines::parse_pooling(v.get_string("pooling"), "pooling");
-        o.global_importance = v.get_string("importance_scope") == "global";
-        o.start_budget = v.get_int("start_budget");
-        o.recent_budget = v.get_int("recent_budget");
-        o.length_threshold = v.get_int("length_threshold");
-        o.punctuation = parse_punctuation(v.get_string("punctuation"), "punctuation");
-        o.max_tokens_per_sentence = v.get_int("max_tokens_per_sentence");
-        o.boundary_full_attention = tri(v.get_string("boundary_full_attention"), code);
-        o.compat_slot32 = tri(v.get_string("compat_slot32"), code);
-        const std::string hd = v.get_string("host_pool_dtype");
-        o.host_dtype = hd == "f32" ? DType::kF32 : hd == "bf16" ? DType::kBF16 : DType::kF16;
-        o.recall_every = v.get_int("recall_every");
-        if (o.token_budget < o.start_budget + o.recent_budget)
-          fail("sentencekv: token_budget = ", o.token_budget,
-               " must be >= start_budget + "
-               "recent_budget = ",
-               o.start_budget + o.recent_budget, " (the budget includes the local window)");
-        if (!(o.semantic_factor > 0.0) ||
-            std::floor(o.semantic_factor * static_cast<double>(o.token_budget)) < 1.0)
-          fail("sentencekv: semantic_factor = ", o.semantic_factor,
-               " must be > 0 with floor(semantic_factor * token_budget) >= 1");
+      p,
+      [](const kv::LayerInfo& info, const ParamValues& v) {
+        SentenceKvOptions o = options_from(v);
         if (info.H % info.G != 0)
           fail("sentencekv: H = ", info.H, " is not a multiple of G = ", info.G);
         return std::unique_ptr<kv::KvCache>(new SentenceKvCache(info, std::move(o)));
-      }};
+      },
+      [](const ParamValues& v) { options_from(v); }};
 }
 
 }  // namespace

@@ -214,5 +214,21 @@ printf 'name: st\nsuite: [a.yaml]\nreprot: true\n' > "$W/suite/bad2.yaml"
 expect_fail "bad2.yaml:3: reprot: unknown key (did you mean 'report'?)" $KVLAB run "$W/suite/bad2.yaml"
 expect_fail "is a suite of 2 configs" $KVLAB run "$W/suite/s.yaml" --point 0
 
+# Method checks that need no model run on every point before any point runs.
+cat > "$W/mc.yaml" <<YAML
+name: mc
+experiment: ppl
+model: {preset: tiny, seed: 1}
+task: {text: "file:$W/t.txt", max_tokens: 12}
+threads: 1
+output: $W/results
+sweep:
+  methods: [full_cache, {name: h2o, budget: 8}, {name: h2o, budget: 8, ratio: 0.5}]
+YAML
+expect_fail "mc.yaml: method: h2o: set either budget (tokens) or ratio (of the prompt), not both (in sweep point 2" $KVLAB run "$W/mc.yaml"
+[[ ! -e $W/results/mc ]] && ok || bad "a point ran before the method checks"
+expect_fail "ojakv.bases: no such file '$W/nope.h5'" $KVLAB run "$W/mc.yaml" --set "sweep.methods.2={name: ojakv, bases: $W/nope.h5}"
+expect_fail "set either budget" $KVLAB run "$W/mc.yaml" --check
+
 echo "$pass passed, $fails failed"
 [[ $fails == 0 ]]
