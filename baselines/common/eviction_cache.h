@@ -51,7 +51,8 @@ std::vector<std::vector<int64_t>> top_slots(int64_t S, int64_t keep,
 // observation window: acc [H][S] holds the window-summed attention probabilities per query head;
 // each head's prefix [0, S - w) is 1-D pooled (kernel, pooling), the pooled votes are averaged over
 // each KV head's H/G query heads, and every KV head keeps its top (keep - w) prefix tokens plus the
-// window. keep <= w: the last `keep` tokens (acc unread). Requires keep < S. Returns [G] slot lists.
+// window. keep <= w: the last `keep` tokens (acc unread). Requires keep < S. Returns [G] slot
+// lists.
 std::vector<std::vector<int64_t>> snapkv_select(const std::vector<std::vector<double>>& acc,
                                                 int64_t S, int64_t w, int64_t keep, int64_t kernel,
                                                 Pooling pooling, int64_t G);

@@ -196,9 +196,9 @@ std::vector<ParamDecl> ojakv_params() {
                    "compose_with snapkv: observation window (last prompt queries that vote; "
                    "always kept), as snapkv.window",
                    1.0));
-  auto kernel = decl("evict_kernel", T::kInt, int64_t{7},
-                     "compose_with snapkv: 1-D pooling kernel over votes (odd), as snapkv.kernel",
-                     1.0);
+  auto kernel =
+      decl("evict_kernel", T::kInt, int64_t{7},
+           "compose_with snapkv: 1-D pooling kernel over votes (odd), as snapkv.kernel", 1.0);
   kernel.check = [](const ParamValue& v) {
     if (std::get<int64_t>(v) % 2 == 0) throw Error("evict_kernel must be odd");
   };
@@ -270,10 +270,8 @@ OjaKvParams OjaKvParams::from_values(const ParamValues& v, const std::string& m)
   p.evict_kernel = v.get_int("evict_kernel");
   p.evict_max_pool = v.get_string("evict_pooling") == "max";
   p.evict_sinks = v.get_int("evict_sinks");
-  if (p.compose == Compose::kStreamingLlm && p.evict.tokens > 0 &&
-      p.evict_sinks > p.evict.tokens)
-    throw Error(str(m, ".evict_sinks: ", p.evict_sinks, " exceeds evict_budget ",
-                    p.evict.tokens));
+  if (p.compose == Compose::kStreamingLlm && p.evict.tokens > 0 && p.evict_sinks > p.evict.tokens)
+    throw Error(str(m, ".evict_sinks: ", p.evict_sinks, " exceeds evict_budget ", p.evict.tokens));
   if (p.rank_mode == RankMode::kEnergy && p.energy_threshold <= 0.0)
     throw Error(str(m, ".energy_threshold: rank_mode energy needs a threshold in (0, 1]"));
   if (p.rank_mode == RankMode::kFixed) {
@@ -651,10 +649,9 @@ void OjaKvCache::evict_prompt() {
     const int64_t w = std::min(p_.evict_window, obs_.size());
     std::vector<std::vector<double>> acc;  // [H][N]
     if (keep > w) acc = window_probabilities(w);
-    sel = baselines::snapkv_select(acc, N, w, keep, p_.evict_kernel,
-                                   p_.evict_max_pool ? baselines::Pooling::kMax
-                                                     : baselines::Pooling::kAvg,
-                                   G);
+    sel = baselines::snapkv_select(
+        acc, N, w, keep, p_.evict_kernel,
+        p_.evict_max_pool ? baselines::Pooling::kMax : baselines::Pooling::kAvg, G);
   } else {
     const int64_t sinks = std::min(p_.evict_sinks, keep);
     std::vector<int64_t> kept;

@@ -102,9 +102,8 @@ TEST(OjaKvCompose, SnapKvFullRankReproducesSnapKvLogits) {
   for (const auto& c : cases) {
     auto bases = random_bases(2, 2, 16, 31, c.frame);
     model::Sequence* seq = nullptr;
-    const auto got =
-        testing::model_logits(ojakv_factory(bases, ojakv_params(with(base, c.set))), ids, prompt,
-                              32, &seq);
+    const auto got = testing::model_logits(ojakv_factory(bases, ojakv_params(with(base, c.set))),
+                                           ids, prompt, 32, &seq);
     const std::string what = c.set.empty() ? "default" : c.set[0].second;
     EXPECT_LT(max_rel_diff(got.data(), want.data(), got.size()), 2e-4) << what;
     expect_same_survivors(seq, snap_seq, 2, 2, what);
@@ -132,16 +131,16 @@ TEST(OjaKvCompose, StreamingLlmFullRankMatchesStreamingLlmAtPrefill) {
       method_factory("streaming_llm", {{"n_sink", "3"}, {"budget", "25"}}), ids, prompt, 16);
   auto bases = random_bases(2, 2, 16, 32);
   model::Sequence* seq = nullptr;
-  const auto got = testing::model_logits(
-      ojakv_factory(bases, ojakv_params({{"compose_with", "streaming_llm"},
-                                         {"evict_sinks", "3"},
-                                         {"evict_budget", "25"},
-                                         {"rank_mode", "fixed"},
-                                         {"rank_k", "16"},
-                                         {"rank_v", "16"},
-                                         {"coeff_dtype", "f32"},
-                                         {"update_period", "8"}})),
-      ids, prompt, 16, &seq);
+  const auto got =
+      testing::model_logits(ojakv_factory(bases, ojakv_params({{"compose_with", "streaming_llm"},
+                                                               {"evict_sinks", "3"},
+                                                               {"evict_budget", "25"},
+                                                               {"rank_mode", "fixed"},
+                                                               {"rank_k", "16"},
+                                                               {"rank_v", "16"},
+                                                               {"coeff_dtype", "f32"},
+                                                               {"update_period", "8"}})),
+                            ids, prompt, 16, &seq);
   const size_t n = static_cast<size_t>((prompt + 1) * V);
   EXPECT_LT(max_rel_diff(got.data(), want.data(), n), 2e-4);
   std::vector<int32_t> expect = {0, 1, 2};
@@ -167,23 +166,22 @@ TEST(OjaKvCompose, BudgetCoveringPromptEqualsPlainOjaKv) {
                          {"evict_window", "40"}, {"salient_window", "16"}};
   const auto want = testing::model_logits(ojakv_factory(bases, ojakv_params(base)), ids, prompt);
   for (const char* policy : {"snapkv", "streaming_llm"})
-    for (const Settings& b : std::vector<Settings>{{{"evict_budget", "64"}},
-                                                   {{"evict_budget", "500"}},
-                                                   {{"evict_ratio", "1.0"}}}) {
+    for (const Settings& b : std::vector<Settings>{
+             {{"evict_budget", "64"}}, {{"evict_budget", "500"}}, {{"evict_ratio", "1.0"}}}) {
       model::Sequence* seq = nullptr;
       const auto got = testing::model_logits(
           ojakv_factory(bases, ojakv_params(with(with(base, b), {{"compose_with", policy}}))), ids,
           prompt, 512, &seq);
-      EXPECT_TRUE(testing::all_close(got.data(), want.data(), static_cast<int64_t>(got.size()), 0.0,
-                                     0.0))
+      EXPECT_TRUE(
+          testing::all_close(got.data(), want.data(), static_cast<int64_t>(got.size()), 0.0, 0.0))
           << policy << " " << b[0].first;
       EXPECT_EQ(seq->cache(1).memory().evicted_tokens, 0);
       delete seq;
     }
   // And a budget below the prompt does change them (the check can fail).
   const auto cut = testing::model_logits(
-      ojakv_factory(bases, ojakv_params(with(base, {{"compose_with", "snapkv"},
-                                                    {"evict_budget", "40"}}))),
+      ojakv_factory(bases,
+                    ojakv_params(with(base, {{"compose_with", "snapkv"}, {"evict_budget", "40"}}))),
       ids, prompt);
   EXPECT_GT(max_rel_diff(cut.data(), want.data(), cut.size()), 1e-3);
 }
@@ -196,8 +194,8 @@ TEST(OjaKvCompose, MemoryIsSurvivorsTimesCompressedCost) {
   const auto ids = testing::token_ids(90, 24);
   const int64_t prompt = 80, dec = 10, K = 30, G = 2, D = 16, rk = 4, rv = 3;
   auto bases = random_bases(2, 2, 16, 34);
-  const Settings base = {{"rank_mode", "fixed"}, {"rank_k", "4"},     {"rank_v", "3"},
-                         {"n_start", "2"},       {"n_recent", "3"},   {"update_period", "64"},
+  const Settings base = {{"rank_mode", "fixed"}, {"rank_k", "4"},      {"rank_v", "3"},
+                         {"n_start", "2"},       {"n_recent", "3"},    {"update_period", "64"},
                          {"coeff_dtype", "f16"}, {"evict_window", "8"}};
   for (const char* policy : {"snapkv", "streaming_llm"}) {
     model::Sequence* seq = nullptr;
@@ -210,8 +208,9 @@ TEST(OjaKvCompose, MemoryIsSurvivorsTimesCompressedCost) {
     for (int64_t l = 0; l < 2; ++l) {
       auto& c = dynamic_cast<OjaKvCache&>(seq->cache(l));
       const int64_t N = K + dec, anchors = 2 + 3, compressed = N - anchors;
-      const int64_t want = G * (anchors * 2 * D * 4 + compressed * (rk + rv) * 2 + D * (rk + rv) * 8) +
-                           dec * G * 2 * D * 4 + (N * 4 + N * G * 5 + G * K * 4);
+      const int64_t want =
+          G * (anchors * 2 * D * 4 + compressed * (rk + rv) * 2 + D * (rk + rv) * 8) +
+          dec * G * 2 * D * 4 + (N * 4 + N * G * 5 + G * K * 4);
       const MemoryReport m = c.memory();
       EXPECT_EQ(m.device_bytes, want) << policy << " layer " << l;
       EXPECT_EQ(m.evicted_tokens, prompt - K);
