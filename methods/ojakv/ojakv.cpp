@@ -1211,9 +1211,10 @@ void OjaKvCache::trace(TraceSink& sink) const {
   sink.append_scalar(L + "/bytes/buffer", static_cast<double>(t.buffer), "bytes");
   sink.append_scalar(L + "/bytes/index", static_cast<double>(t.index), "bytes");
   sink.append_scalar(L + "/bytes/workspace", static_cast<double>(t.workspace), "bytes");
-  // Achieved ratio: device bytes against a full f32 cache of the same tokens (FullCache's layout).
+  // Achieved ratio: device bytes against a full f32 cache of every token seen, evicted ones
+  // included (FullCache's layout).
   const double full =
-      static_cast<double>(pos_.size()) * static_cast<double>(2 * info_.G * info_.D * 4 + 4);
+      static_cast<double>(seen_) * static_cast<double>(2 * info_.G * info_.D * 4 + 4);
   sink.append_scalar(L + "/bytes/ratio_to_full",
                      full > 0 ? static_cast<double>(memory().device_bytes) / full : 0.0, "1");
   const Tokens n = tokens();

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -186,6 +187,15 @@ TEST(OjaKvCompose, BudgetCoveringPromptEqualsPlainOjaKv) {
   EXPECT_GT(max_rel_diff(cut.data(), want.data(), cut.size()), 1e-3);
 }
 
+struct Sink : TraceSink {
+  std::map<std::string, std::vector<double>> series;
+  void append_scalar(std::string_view path, double v, std::string_view) override {
+    series[std::string(path)].push_back(v);
+  }
+  void append_row(std::string_view, std::span<const float>, std::string_view) override {}
+  void set_attribute(std::string_view, std::string_view, std::string_view) override {}
+};
+
 // Bytes multiply: after eviction to K survivors per head, device bytes = per head
 // (anchors x 2 D 4 + compressed x (r_k + r_v) x 2 (f16) + bases D (r_k + r_v) 8) + decode buffer
 // |B| G 2 D 4 + index (N 4 + N G 5 + G K 4), N = K + decode tokens. The compressed payload is
@@ -220,6 +230,14 @@ TEST(OjaKvCompose, MemoryIsSurvivorsTimesCompressedCost) {
       const auto tp = dynamic_cast<OjaKvCache&>(plain->cache(l)).tiers();
       EXPECT_EQ(t.coefficients, G * compressed * (rk + rv) * 2);
       EXPECT_EQ(tp.coefficients, G * (prompt + dec - anchors) * (rk + rv) * 2);
+      // The traced achieved ratio is against a full cache of every token seen (90), not of the
+      // survivors.
+      Sink sink;
+      c.trace(sink);
+      const std::string L = "ojakv/layer_0" + std::to_string(l);
+      EXPECT_DOUBLE_EQ(sink.series[L + "/bytes/ratio_to_full"].back(),
+                       static_cast<double>(want) / (90.0 * (2 * G * D * 4 + 4)));
+      EXPECT_EQ(sink.series[L + "/tokens/evicted"].back(), prompt - K);
     }
     delete seq;
     delete plain;
