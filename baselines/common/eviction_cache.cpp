@@ -16,26 +16,30 @@ int64_t EvictionBudget::resolve(int64_t prompt_tokens) const {
 }
 
 EvictionBudget EvictionBudget::from_params(const ParamValues& p, const std::string& method,
-                                           bool allow_none) {
+                                           bool allow_none, const std::string& prefix) {
   EvictionBudget b;
-  b.tokens = p.get_int("budget");
-  b.ratio = p.get_float("ratio");
+  const std::string bk = prefix + "budget", rk = prefix + "ratio";
+  b.tokens = p.get_int(bk);
+  b.ratio = p.get_float(rk);
   if (b.tokens > 0 && b.ratio > 0.0)
-    throw Error(method + ": set either budget (tokens) or ratio (of the prompt), not both");
+    throw Error(method + "." + bk + ", " + method + "." + rk + ": set either " + bk +
+                " (tokens) or " + rk + " (of the prompt), not both");
   if (!allow_none && !b.set())
-    throw Error(method + ": set a budget: budget (tokens, > 0) or ratio (of the prompt, (0, 1])");
+    throw Error(method + "." + bk + ": set a budget: " + bk + " (tokens, > 0) or " + rk +
+                " (of the prompt, (0, 1])");
   return b;
 }
 
-std::vector<ParamDecl> eviction_budget_params() {
+std::vector<ParamDecl> eviction_budget_params(const std::string& prefix) {
   ParamDecl budget;
-  budget.name = "budget";
+  budget.name = prefix + "budget";
   budget.type = ParamDecl::Type::kInt;
   budget.default_value = int64_t{0};
   budget.min = 0;
-  budget.help = "tokens kept per KV head (> 0); 0 = unset (use ratio). Exactly one of budget/ratio.";
+  budget.help = "tokens kept per KV head (> 0); 0 = unset (use " + prefix +
+                "ratio). Exactly one of " + prefix + "budget/" + prefix + "ratio.";
   ParamDecl ratio;
-  ratio.name = "ratio";
+  ratio.name = prefix + "ratio";
   ratio.type = ParamDecl::Type::kFloat;
   ratio.default_value = 0.0;
   ratio.min = 0.0;
@@ -153,19 +157,19 @@ void EvictionCache::compact(const std::vector<std::vector<int64_t>>& keep) {
   after_compact();
 }
 
-void EvictionCache::keep_top(int64_t keep, const std::vector<int64_t>& forced,
-                             const std::vector<std::vector<double>>& scores) {
-  if (keep >= S_) return;
-  const int64_t G = info_.G;
+std::vector<std::vector<int64_t>> top_slots(int64_t S, int64_t keep,
+                                            const std::vector<int64_t>& forced,
+                                            const std::vector<std::vector<double>>& scores) {
+  const int64_t G = static_cast<int64_t>(scores.size());
   KVLAB_CHECK(static_cast<int64_t>(forced.size()) <= keep) << "forced set exceeds the budget";
-  std::vector<char> is_forced(static_cast<size_t>(S_), 0);
+  std::vector<char> is_forced(static_cast<size_t>(S), 0);
   for (int64_t f : forced) is_forced[static_cast<size_t>(f)] = 1;
   std::vector<std::vector<int64_t>> sel(static_cast<size_t>(G));
   const int64_t extra = keep - static_cast<int64_t>(forced.size());
   for (int64_t g = 0; g < G; ++g) {
     const auto& sc = scores[static_cast<size_t>(g)];
     std::vector<int64_t> cand;
-    for (int64_t i = 0; i < S_; ++i)
+    for (int64_t i = 0; i < S; ++i)
       if (!is_forced[static_cast<size_t>(i)]) cand.push_back(i);
     const int64_t n = std::min<int64_t>(extra, static_cast<int64_t>(cand.size()));
     std::partial_sort(cand.begin(), cand.begin() + n, cand.end(), [&](int64_t a, int64_t b) {
@@ -177,7 +181,33 @@ void EvictionCache::keep_top(int64_t keep, const std::vector<int64_t>& forced,
     s.insert(s.end(), cand.begin(), cand.begin() + n);
     std::sort(s.begin(), s.end());
   }
-  compact(sel);
+  return sel;
+}
+
+std::vector<std::vector<int64_t>> snapkv_select(const std::vector<std::vector<double>>& acc,
+                                                int64_t S, int64_t w, int64_t keep, int64_t kernel,
+                                                Pooling pooling, int64_t G) {
+  KVLAB_CHECK(keep < S && w <= S);
+  if (keep <= w) {
+    std::vector<int64_t> last;
+    for (int64_t i = S - keep; i < S; ++i) last.push_back(i);
+    return std::vector<std::vector<int64_t>>(static_cast<size_t>(G), last);
+  }
+  const int64_t n = S - w;  // prefix length
+  std::vector<std::vector<double>> pooled;
+  for (const auto& a : acc) {
+    pooled.push_back(pool_scores(a, n, kernel, pooling));
+    pooled.back().resize(static_cast<size_t>(S), 0.0);
+  }
+  std::vector<int64_t> forced;
+  for (int64_t i = n; i < S; ++i) forced.push_back(i);
+  return top_slots(S, keep, forced, group_mean(pooled, G));
+}
+
+void EvictionCache::keep_top(int64_t keep, const std::vector<int64_t>& forced,
+                             const std::vector<std::vector<double>>& scores) {
+  if (keep >= S_) return;
+  compact(top_slots(S_, keep, forced, scores));
 }
 
 void EvictionCache::accumulate_probabilities(const float* q, int64_t T, const int32_t* q_pos,

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "baselines/common/attention_scores.h"
 #include "framework/kv/kv_cache.h"
 
 namespace kvlab::baselines {
@@ -30,13 +31,31 @@ struct EvictionBudget {
   // Tokens to keep for a prompt of `prompt_tokens`.
   int64_t resolve(int64_t prompt_tokens) const;
   bool set() const { return tokens > 0 || ratio > 0.0; }
-  // Reads "budget" and "ratio"; throws unless exactly one is > 0 (allow_none: neither is fine,
-  // for a method with another way to size itself, e.g. StreamingLLM's window).
+  // Reads "<prefix>budget" and "<prefix>ratio"; throws unless exactly one is > 0 (allow_none:
+  // neither is fine, for a method with another way to size itself, e.g. StreamingLLM's window).
+  // `prefix` names the keys of a method that embeds eviction (OjaKV's compose_with: "evict_").
   static EvictionBudget from_params(const ParamValues& p, const std::string& method,
-                                    bool allow_none = false);
+                                    bool allow_none = false, const std::string& prefix = "");
 };
-// The two ParamDecls every eviction method declares.
-std::vector<ParamDecl> eviction_budget_params();
+// The two ParamDecls every eviction method declares, named <prefix>budget and <prefix>ratio.
+std::vector<ParamDecl> eviction_budget_params(const std::string& prefix = "");
+
+// Per KV head, the `keep` slots of [0, S) kept (ascending): `forced` (ascending, shared by every
+// head) plus the (keep - |forced|) highest-scored other slots; scores [G][>= S], higher = keep,
+// ties keep the earlier slot. Requires |forced| <= keep < S. Cost O(G S log keep).
+std::vector<std::vector<int64_t>> top_slots(int64_t S, int64_t keep,
+                                            const std::vector<int64_t>& forced,
+                                            const std::vector<std::vector<double>>& scores);
+
+// SnapKV's selection (Li et al. 2024 section 4.1) over S prompt tokens whose last w are the
+// observation window: acc [H][S] holds the window-summed attention probabilities per query head;
+// each head's prefix [0, S - w) is 1-D pooled (kernel, pooling), the pooled votes are averaged over
+// each KV head's H/G query heads, and every KV head keeps its top (keep - w) prefix tokens plus the
+// window. keep <= w: the last `keep` tokens (acc unread). Requires keep < S. Returns [G] slot
+// lists.
+std::vector<std::vector<int64_t>> snapkv_select(const std::vector<std::vector<double>>& acc,
+                                                int64_t S, int64_t w, int64_t keep, int64_t kernel,
+                                                Pooling pooling, int64_t G);
 
 class EvictionCache : public kv::KvCache {
  public:

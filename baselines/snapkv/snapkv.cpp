@@ -36,39 +36,21 @@ class SnapKv : public EvictionCache {
     const int64_t keep = budget_.resolve(prompt_tokens);
     const int64_t w = obs_.size();
     if (S_ > keep) {
-      if (keep <= w) {
-        std::vector<int64_t> last;
-        for (int64_t i = S_ - keep; i < S_; ++i) last.push_back(i);
-        compact(std::vector<std::vector<int64_t>>(static_cast<size_t>(info_.G), last));
-      } else {
-        select(keep, w);
+      std::vector<std::vector<double>> acc;  // [H][S_] window-summed probabilities
+      if (keep > w) {
+        std::vector<float> lse(static_cast<size_t>(w * info_.H)),
+            out(static_cast<size_t>(w * info_.H * info_.D));
+        run_attention(obs_.queries(), w, obs_.positions(), out.data(), lse.data());
+        accumulate_probabilities(obs_.queries(), w, obs_.positions(), lse.data(), acc);
       }
+      compact(snapkv_select(acc, S_, w, keep, kernel_, max_pool_ ? Pooling::kMax : Pooling::kAvg,
+                            info_.G));
     }
     obs_.clear();
   }
   int64_t workspace_bytes() const override { return obs_.bytes(); }
 
  private:
-  void select(int64_t keep, int64_t w) {
-    const int64_t H = info_.H, G = info_.G, group = H / G, n = S_ - w;  // n: prefix length
-    std::vector<float> lse(static_cast<size_t>(w * H)), out(static_cast<size_t>(w * H * info_.D));
-    run_attention(obs_.queries(), w, obs_.positions(), out.data(), lse.data());
-    std::vector<std::vector<double>> acc;
-    accumulate_probabilities(obs_.queries(), w, obs_.positions(), lse.data(), acc);
-    std::vector<std::vector<double>> scores(static_cast<size_t>(G),
-                                            std::vector<double>(static_cast<size_t>(S_), 0.0));
-    for (int64_t h = 0; h < H; ++h) {
-      const auto pooled = pool_scores(acc[static_cast<size_t>(h)], n, kernel_,
-                                      max_pool_ ? Pooling::kMax : Pooling::kAvg);
-      auto& sc = scores[static_cast<size_t>(h / group)];
-      for (int64_t s = 0; s < n; ++s)
-        sc[static_cast<size_t>(s)] += pooled[static_cast<size_t>(s)] / static_cast<double>(group);
-    }
-    std::vector<int64_t> forced;
-    for (int64_t i = n; i < S_; ++i) forced.push_back(i);
-    keep_top(keep, forced, scores);
-  }
-
   EvictionBudget budget_;
   int64_t window_, kernel_;
   bool max_pool_;

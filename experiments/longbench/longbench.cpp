@@ -16,7 +16,9 @@
 // (MetricFlavour::describe()), flavour_name, data, max_length, chat_template_applied, kv_memory
 // (after the last sample with the longest prompt), seconds.
 // trace.h5: tasks/<task>/{score, prompt_tokens, generated_tokens, kv_device_bytes} (one row per
-// sample) and tasks/<task>/NNNN attributes prediction, answers (joined by " | "), score, _id.
+// sample) and tasks/<task>/NNNN attributes prediction, answers (joined by " | "), score, _id; the
+// method's own trace() of every layer cache after the last sample of the last task (attribute
+// tasks/method_trace_sample).
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -213,6 +215,11 @@ nlohmann::json run_longbench(const RunContext& ctx) {
         tr->set_attribute(sg, "answers", answers);
         tr->set_attribute(sg, "score", nlohmann::json(sc).dump());
         tr->set_attribute(sg, "_id", s.id);
+        // The method's own traces, for the last sample of the last task only (series append).
+        if (&t == &tasks.back() && i + 1 == t.samples.size()) {
+          tr->set_attribute("tasks", "method_trace_sample", sg);
+          for (int64_t l = 0; l < m.config().num_hidden_layers; ++l) seq.cache(l).trace(*tr);
+        }
       }
       progress.advance();
     }

@@ -12,7 +12,8 @@
 // last sample at the longest length) and kv_memory_by_context_length.
 // trace.h5: samples/{context_length, depth, depth_actual, needle_position, score, rouge_recall,
 // generated_tokens, kv_device_bytes} (one row per sample, grid order) and
-// samples/NNNN/generated_ids with the answer and generated text as attributes.
+// samples/NNNN/generated_ids with the answer and generated text as attributes; the method's own
+// trace() of every layer cache after the last sample (attribute samples/method_trace_sample).
 #include <algorithm>
 #include <cstdio>
 #include <map>
@@ -148,6 +149,12 @@ nlohmann::json run_niah(const RunContext& ctx) {
           tr->set_attribute(g, "generated_text", text);
           tr->set_attribute(g, "needle", p.needles[0]);
           tr->set_attribute(g, "score", nlohmann::json(sc).dump());
+          // The method's own traces (e.g. OjaKV basis health, SentenceKV retrieval), for the
+          // last sample of the grid only (series append, so one sample keeps them readable).
+          if (L == lengths.back() && d == depths.back() && s + 1 == samples) {
+            tr->set_attribute("samples", "method_trace_sample", std::to_string(sample_index));
+            for (int64_t l = 0; l < m.config().num_hidden_layers; ++l) seq.cache(l).trace(*tr);
+          }
         }
         ++sample_index;
       }

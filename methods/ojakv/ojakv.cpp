@@ -182,6 +182,35 @@ std::vector<ParamDecl> ojakv_params() {
                    "reconstruct path: tokens rebuilt per tile (bounds the workspace)", 1.0));
   p.push_back(decl("coeff_dtype", T::kChoice, std::string("f16"),
                    "storage type of the coefficients", {}, {}, {"f16", "bf16", "f32"}));
+  // methods.md 1.3 step 5 / 1.8 compose_with: token eviction first, then compression.
+  p.push_back(decl("compose_with", T::kChoice, std::string("none"),
+                   "token eviction before compression (evict first, then compress the "
+                   "survivors; savings multiply): none, snapkv (observation-window votes, at end "
+                   "of prefill), streaming_llm (evict_sinks first + most recent prompt tokens, "
+                   "at end of prefill only; decode tokens are not evicted)",
+                   {}, {}, {"none", "snapkv", "streaming_llm"}));
+  for (auto d : baselines::eviction_budget_params("evict_")) {
+    d.help = "compose_with: " + d.help;
+    p.push_back(d);
+  }
+  p.push_back(decl("evict_window", T::kInt, int64_t{32},
+                   "compose_with snapkv: observation window (last prompt queries that vote; "
+                   "always kept), as snapkv.window",
+                   1.0));
+  auto kernel =
+      decl("evict_kernel", T::kInt, int64_t{7},
+           "compose_with snapkv: 1-D pooling kernel over votes (odd), as snapkv.kernel", 1.0);
+  kernel.check = [](const ParamValue& v) {
+    if (std::get<int64_t>(v) % 2 == 0) throw Error("evict_kernel must be odd");
+  };
+  p.push_back(kernel);
+  p.push_back(decl("evict_pooling", T::kChoice, std::string("max"),
+                   "compose_with snapkv: vote pooling, max or avg, as snapkv.pooling", {}, {},
+                   {"max", "avg"}));
+  p.push_back(decl("evict_sinks", T::kInt, int64_t{4},
+                   "compose_with streaming_llm: first prompt tokens always kept (attention "
+                   "sinks); the rest of the budget is the most recent prompt tokens",
+                   0.0));
   return p;
 }
 
@@ -226,6 +255,24 @@ OjaKvParams OjaKvParams::from_values(const ParamValues& v, const std::string& m)
   p.latent = v.get_string("attention_path") == "latent";
   p.tile_tokens = v.get_int("tile_tokens");
   p.coeff_dtype = parse_dtype(v.get_string("coeff_dtype"));
+  const std::string& cw = v.get_string("compose_with");
+  p.compose = cw == "snapkv"          ? Compose::kSnapKv
+              : cw == "streaming_llm" ? Compose::kStreamingLlm
+                                      : Compose::kNone;
+  if (p.compose == Compose::kNone) {
+    if (v.get_int("evict_budget") > 0)
+      throw Error(str(m, ".evict_budget: set without compose_with (snapkv or streaming_llm)"));
+    if (v.get_float("evict_ratio") > 0.0)
+      throw Error(str(m, ".evict_ratio: set without compose_with (snapkv or streaming_llm)"));
+  } else {
+    p.evict = baselines::EvictionBudget::from_params(v, m, false, "evict_");
+  }
+  p.evict_window = v.get_int("evict_window");
+  p.evict_kernel = v.get_int("evict_kernel");
+  p.evict_max_pool = v.get_string("evict_pooling") == "max";
+  p.evict_sinks = v.get_int("evict_sinks");
+  if (p.compose == Compose::kStreamingLlm && p.evict.tokens > 0 && p.evict_sinks > p.evict.tokens)
+    throw Error(str(m, ".evict_sinks: ", p.evict_sinks, " exceeds evict_budget ", p.evict.tokens));
   if (p.rank_mode == RankMode::kEnergy && p.energy_threshold <= 0.0)
     throw Error(str(m, ".energy_threshold: rank_mode energy needs a threshold in (0, 1]"));
   if (p.rank_mode == RankMode::kFixed) {
@@ -272,7 +319,9 @@ OjaKvCache::OjaKvCache(const kv::LayerInfo& info, const OjaKvParams& params,
       p_(params),
       method_(method),
       bases_(std::move(bases)),
-      obs_(std::max(params.salient_window, params.residual_window), info.H, info.D) {
+      obs_(std::max({params.salient_window, params.residual_window,
+                     params.compose == OjaKvParams::Compose::kSnapKv ? params.evict_window : 0}),
+           info.H, info.D) {
   const std::string& m = method_;
   const int64_t D = info_.D, G = info_.G;
   if (!bases_) throw Error(str(m, ".bases: no bases given"));
@@ -378,7 +427,7 @@ double OjaKvCache::compress_token(int64_t g, int64_t i, const float* k, const fl
   Head& h = *heads_[static_cast<size_t>(g)];
   const int64_t D = info_.D;
   std::vector<float> kf(static_cast<size_t>(D)), c(static_cast<size_t>(std::max(h.rk, h.rv)));
-  key_to_frame(k, pos_[static_cast<size_t>(i)], kf.data());
+  key_to_frame(k, tok_pos(g, i), kf.data());
   const size_t es = dtype_size(p_.coeff_dtype);
   auto project = [&](const float* x, const linalg::Mat& U, std::vector<uint8_t>& store) {
     double p2 = 0.0;
@@ -442,7 +491,7 @@ void OjaKvCache::row_of(int64_t g, int64_t i, float* k, float* v) const {
   rebuild(h.ck, h.rk, h.ukT, k);
   rebuild(h.cv, h.rv, h.uvT, v);
   if (p_.rope_pre) {
-    const int32_t pos = pos_[static_cast<size_t>(i)];
+    const int32_t pos = tok_pos(g, i);
     info_.rope->apply(k, 1, 1, &pos);
   }
 }
@@ -479,7 +528,8 @@ void OjaKvCache::fill_tile(int64_t s0, int64_t n, float* kt, float* vt) const {
       if (h.state[i] != kCompressed) {
         row_of(g, s0 + j, K + j * D, V + j * D);
       } else if (p_.rope_pre) {
-        info_.rope->apply(K + j * D, 1, 1, &pos_[i]);
+        const int32_t pos = tok_pos(g, s0 + j);
+        info_.rope->apply(K + j * D, 1, 1, &pos);
       }
     }
   });
@@ -490,7 +540,8 @@ void OjaKvCache::materialize(int64_t g, std::vector<float>* K, std::vector<float
   const int64_t N = static_cast<int64_t>(pos_.size()), D = info_.D;
   K->assign(static_cast<size_t>(N * D), 0.f);
   V->assign(static_cast<size_t>(N * D), 0.f);
-  *positions = pos_;
+  positions->resize(static_cast<size_t>(N));
+  for (int64_t i = 0; i < N; ++i) (*positions)[static_cast<size_t>(i)] = tok_pos(g, i);
   if (!prefill_done_ && p_.prefill_exact) {
     // OjaKV-PF before end_prefill: attention reads the exact prompt.
     const int64_t G = info_.G;
@@ -507,7 +558,7 @@ std::vector<int32_t> OjaKvCache::full_rank_positions(int64_t g) const {
   const Head& h = *heads_.at(g);
   std::vector<int32_t> r;
   for (size_t i = 0; i < pos_.size(); ++i)
-    if (h.state[i] != kCompressed) r.push_back(pos_[i]);
+    if (h.state[i] != kCompressed) r.push_back(tok_pos(g, static_cast<int64_t>(i)));
   return r;
 }
 
@@ -553,10 +604,16 @@ void OjaKvCache::append(const float* keys, const float* values, int64_t T,
 // Softmax attention of the last w window queries over the exact prompt, per KV head: sum over the
 // window of the mean over the head's query heads, [G][N] (SnapKV-style scoring, methods.md 1.3).
 std::vector<std::vector<double>> OjaKvCache::window_scores(int64_t w) const {
+  return baselines::group_mean(window_probabilities(w), info_.G);
+}
+
+// Per query head, the window-summed exact probabilities of the last w prompt queries over the
+// exact prompt, [H][N] (zeros when no query was seen). Cost O(w H N D).
+std::vector<std::vector<double>> OjaKvCache::window_probabilities(int64_t w) const {
   const int64_t H = info_.H, G = info_.G, D = info_.D;
   const int64_t N = static_cast<int64_t>(pos_.size());
   w = std::min(w, obs_.size());
-  if (w == 0) return std::vector<std::vector<double>>(G, std::vector<double>(N, 0.0));
+  if (w == 0) return std::vector<std::vector<double>>(H, std::vector<double>(N, 0.0));
   const float* q = obs_.queries() + (obs_.size() - w) * H * D;
   const int32_t* qp = obs_.positions() + (obs_.size() - w);
   cpu::KvView kv{pk_.data(), pv_.data(), N, D, G * D, pos_.data()};
@@ -565,7 +622,64 @@ std::vector<std::vector<double>> OjaKvCache::window_scores(int64_t w) const {
   cpu::attention(q, w, qp, kv, shape, out.data(), lse.data(), *info_.pool);
   std::vector<std::vector<double>> acc;
   baselines::accumulate_probabilities(q, w, qp, lse.data(), kv, shape, acc, *info_.pool);
-  return baselines::group_mean(acc, G);
+  return acc;
+}
+
+int32_t OjaKvCache::tok_pos(int64_t g, int64_t i) const {
+  if (!surv_pos_.empty()) {
+    const auto& sp = surv_pos_[static_cast<size_t>(g)];
+    if (i < static_cast<int64_t>(sp.size())) return sp[static_cast<size_t>(i)];
+  }
+  return pos_[static_cast<size_t>(i)];
+}
+
+// compose_with (methods.md 1.3 step 5), before the prefill update: per KV head, the prompt
+// survivors of SnapKV (baselines::snapkv_select over the last evict_window queries' votes on the
+// exact prompt) or StreamingLLM (first evict_sinks + most recent), `keep` = evict_budget or
+// evict_ratio of the prompt each. The exact prompt is compacted to [K, G, D] (head g's row j =
+// its j-th survivor); the others are dropped for good. pos_ becomes the per-slot maximum over
+// heads (the causal mask, exact for the window and every later query, as in
+// baselines::EvictionCache); surv_pos_ keeps each head's original positions (RoPE frame, traces).
+// Cost O(w H N D) for the votes, O(N G D) for the copy.
+void OjaKvCache::evict_prompt() {
+  const int64_t G = info_.G, D = info_.D, N = static_cast<int64_t>(pos_.size());
+  const int64_t keep = p_.evict.resolve(N);
+  if (N <= keep) return;
+  std::vector<std::vector<int64_t>> sel;
+  if (p_.compose == OjaKvParams::Compose::kSnapKv) {
+    const int64_t w = std::min(p_.evict_window, obs_.size());
+    std::vector<std::vector<double>> acc;  // [H][N]
+    if (keep > w) acc = window_probabilities(w);
+    sel = baselines::snapkv_select(
+        acc, N, w, keep, p_.evict_kernel,
+        p_.evict_max_pool ? baselines::Pooling::kMax : baselines::Pooling::kAvg, G);
+  } else {
+    const int64_t sinks = std::min(p_.evict_sinks, keep);
+    std::vector<int64_t> kept;
+    for (int64_t i = 0; i < sinks; ++i) kept.push_back(i);
+    for (int64_t i = N - (keep - sinks); i < N; ++i) kept.push_back(i);
+    sel.assign(static_cast<size_t>(G), kept);
+  }
+  std::vector<float> nk(static_cast<size_t>(keep * G * D)), nv(nk.size());
+  std::vector<int32_t> np(static_cast<size_t>(keep), 0);
+  surv_pos_.assign(static_cast<size_t>(G), std::vector<int32_t>(static_cast<size_t>(keep)));
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t j = 0; j < keep; ++j) {
+      const int64_t i = sel[static_cast<size_t>(g)][static_cast<size_t>(j)];
+      std::memcpy(nk.data() + (j * G + g) * D, pk_.data() + (i * G + g) * D, D * sizeof(float));
+      std::memcpy(nv.data() + (j * G + g) * D, pv_.data() + (i * G + g) * D, D * sizeof(float));
+      const int32_t p = pos_[static_cast<size_t>(i)];
+      surv_pos_[static_cast<size_t>(g)][static_cast<size_t>(j)] = p;
+      np[static_cast<size_t>(j)] = std::max(np[static_cast<size_t>(j)], p);
+    }
+  pk_ = std::move(nk);
+  pv_ = std::move(nv);
+  pos_ = std::move(np);
+  for (auto& h : heads_) {
+    h->state.resize(static_cast<size_t>(keep));
+    h->slot.resize(static_cast<size_t>(keep));
+  }
+  evicted_ = N - keep;
 }
 
 // Which prompt tokens are anchors, per KV head. Positional: first n_start and last n_recent.
@@ -601,7 +715,7 @@ std::vector<std::vector<char>> OjaKvCache::prefill_anchor_sets(bool final_select
     }
     std::vector<double> score(static_cast<size_t>(N));
     for (int64_t i = 0; i < N; ++i) {
-      key_to_frame(pk_.data() + (i * G + g) * D, pos_[static_cast<size_t>(i)], kf.data());
+      key_to_frame(pk_.data() + (i * G + g) * D, tok_pos(g, i), kf.data());
       // ||r||^2 = ||k||^2 - ||k U||^2 (U orthonormal), in f64.
       double n2 = 0.0, p2 = 0.0;
       for (int64_t d = 0; d < D; ++d) n2 += static_cast<double>(kf[d]) * kf[d];
@@ -618,7 +732,7 @@ std::vector<std::vector<char>> OjaKvCache::prefill_anchor_sets(bool final_select
     h.anchor_score.clear();
     for (int64_t i : top_k_ascending(score, p_.k_full)) {
       a[g][static_cast<size_t>(i)] = 1;
-      h.anchor_pos.push_back(static_cast<float>(pos_[static_cast<size_t>(i)]));
+      h.anchor_pos.push_back(static_cast<float>(tok_pos(g, i)));
       h.anchor_score.push_back(static_cast<float>(score[static_cast<size_t>(i)]));
     }
   }
@@ -727,7 +841,7 @@ void OjaKvCache::run_prefill_update() {
       const float inv = 1.f / static_cast<float>(e - b);
       for (int64_t j = b; j < e; ++j) {
         const int64_t i = sel[static_cast<size_t>(j)];
-        key_to_frame(pk_.data() + (i * G + g) * D, pos_[static_cast<size_t>(i)], kf.data());
+        key_to_frame(pk_.data() + (i * G + g) * D, tok_pos(g, i), kf.data());
         const float* v = pv_.data() + (i * G + g) * D;
         for (int64_t d = 0; d < D; ++d) {
           xk[static_cast<size_t>(r * D + d)] += inv * kf[d];
@@ -755,6 +869,7 @@ void OjaKvCache::run_prefill_update() {
 
 void OjaKvCache::end_prefill(const kv::PrefillContext&) {
   if (prefill_done_) return;
+  if (p_.compose != OjaKvParams::Compose::kNone) evict_prompt();
   if (p_.online_update && p_.prefill_update != OjaKvParams::PrefillUpdate::kNone)
     run_prefill_update();
   prefill_done_ = true;
@@ -1030,6 +1145,7 @@ OjaKvCache::Tiers OjaKvCache::tiers() const {
   r.buffer = static_cast<int64_t>(buf_tok_.size()) * G * 2 * D * 4 +
              static_cast<int64_t>(pk_.size() + pv_.size()) * 4;
   r.index = N * 4 + N * G * 5;
+  for (const auto& sp : surv_pos_) r.index += static_cast<int64_t>(sp.size()) * 4;
   r.workspace += static_cast<int64_t>(tile_k_.capacity() + tile_v_.capacity()) * 4 + obs_.bytes();
   return r;
 }
@@ -1059,6 +1175,7 @@ MemoryReport OjaKvCache::memory() const {
   const int64_t G = info_.G;
   r.full_tokens = (n.anchor + n.buffered) / G;
   r.compressed_tokens = n.compressed / G;
+  r.evicted_tokens = evicted_;
   return r;
 }
 
@@ -1095,15 +1212,18 @@ void OjaKvCache::trace(TraceSink& sink) const {
   sink.append_scalar(L + "/bytes/buffer", static_cast<double>(t.buffer), "bytes");
   sink.append_scalar(L + "/bytes/index", static_cast<double>(t.index), "bytes");
   sink.append_scalar(L + "/bytes/workspace", static_cast<double>(t.workspace), "bytes");
-  // Achieved ratio: device bytes against a full f32 cache of the same tokens (FullCache's layout).
+  // Achieved ratio: device bytes against a full f32 cache of every token seen, evicted ones
+  // included (FullCache's layout).
   const double full =
-      static_cast<double>(pos_.size()) * static_cast<double>(2 * info_.G * info_.D * 4 + 4);
+      static_cast<double>(seen_) * static_cast<double>(2 * info_.G * info_.D * 4 + 4);
   sink.append_scalar(L + "/bytes/ratio_to_full",
                      full > 0 ? static_cast<double>(memory().device_bytes) / full : 0.0, "1");
   const Tokens n = tokens();
   sink.append_scalar(L + "/tokens/anchor", static_cast<double>(n.anchor), "token-heads");
   sink.append_scalar(L + "/tokens/compressed", static_cast<double>(n.compressed), "token-heads");
   sink.append_scalar(L + "/tokens/buffered", static_cast<double>(n.buffered), "token-heads");
+  if (p_.compose != OjaKvParams::Compose::kNone)
+    sink.append_scalar(L + "/tokens/evicted", static_cast<double>(evicted_), "tokens per KV head");
   for (int64_t g = 0; g < info_.G; ++g) {
     const Head& h = *heads_[static_cast<size_t>(g)];
     const std::string b = str(L, "/head_", g < 10 ? "0" : "", g);

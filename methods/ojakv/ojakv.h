@@ -14,7 +14,8 @@
 //   buffer B      decode tokens since the last update, K and V f32, 2*D*4 bytes per token (the
 //                 Oja batch, kept when online_update; under residual_topk also the tokens' only
 //                 copy until the update compresses them, online or not)
-//   index         per token its position (4 bytes) and per KV head its state and slot (5 bytes)
+//   index         per token its position (4 bytes) and per KV head its state and slot (5 bytes);
+//                 under compose_with, per prompt survivor and KV head its original position (4)
 // memory(): device = anchors + coefficients + bases (f64) + buffer + index; workspace = f32 basis
 // copies, reconstruction tiles, free anchor slots, the observation window.
 // Before end_prefill the prompt is held exactly (the prefill batch) and attention runs either on it
@@ -40,8 +41,17 @@
 //     queries that weight it do not exist yet); the final selection uses the weighting.
 //   * salient and residual scores use the exact prompt keys; QR signs always give diag(R) > 0
 //     (linalg::qr_q), so there is no qr_sign_fix knob.
-// Not implemented (methods.md 1.8): stale_policy versioned, basis_scope per_layer, compose_with,
-// per-layer rank lists.
+// compose_with (methods.md 1.3 step 5): at end_prefill, before the prefill update, each KV head
+// keeps its SnapKV survivors (baselines::snapkv_select, the shared SnapKV selection) or the
+// StreamingLLM set (evict_sinks first + most recent prompt tokens), evict_budget tokens or
+// evict_ratio of the prompt; the rest are dropped for good (memory().evicted_tokens) and the
+// normal flow (prefill update, anchors, compression) runs on the survivors, so positional anchors
+// are the first n_start / last n_recent survivors. Eviction is prefill-only for both (SnapKV's own
+// rule; StreamingLLM's decode-time eviction is not implemented here). Bytes: survivors x
+// (anchor or compressed cost) + bases + index, plus 4 bytes per survivor and KV head for its
+// original position.
+// Not implemented (methods.md 1.8): stale_policy versioned, basis_scope per_layer, per-layer rank
+// lists.
 #pragma once
 
 #include <cstdint>
@@ -50,6 +60,7 @@
 #include <vector>
 
 #include "baselines/common/attention_scores.h"
+#include "baselines/common/eviction_cache.h"
 #include "framework/core/dtype.h"
 #include "framework/kv/bases.h"
 #include "framework/kv/kv_cache.h"
@@ -88,6 +99,13 @@ struct OjaKvParams {
   bool latent = false;         // attention_path latent
   int64_t tile_tokens = 512;   // reconstruct path tile
   DType coeff_dtype = DType::kF16;
+  // compose_with (methods.md 1.3 step 5): eviction at end_prefill, before the prefill update.
+  enum class Compose { kNone, kSnapKv, kStreamingLlm };
+  Compose compose = Compose::kNone;
+  baselines::EvictionBudget evict;  // evict_budget / evict_ratio (exactly one when composing)
+  int64_t evict_window = 32, evict_kernel = 7;  // snapkv: observation window, pooling kernel
+  bool evict_max_pool = true;                   // snapkv: evict_pooling max (else avg)
+  int64_t evict_sinks = 4;                      // streaming_llm: sink tokens
 
   // Reads the declared parameters; throws kvlab::Error naming `method.KEY` on bad combinations.
   static OjaKvParams from_values(const ParamValues& p, const std::string& method = "ojakv");
@@ -159,6 +177,9 @@ class OjaKvCache : public kv::KvCache {
   void add_anchor(int64_t g, int64_t i, const float* k, const float* v);
   void release_anchor(int64_t g, int64_t i);
   std::vector<std::vector<double>> window_scores(int64_t w) const;
+  std::vector<std::vector<double>> window_probabilities(int64_t w) const;
+  void evict_prompt();
+  int32_t tok_pos(int64_t g, int64_t i) const;  // original position of head g's token i
   void refresh_f32(int64_t g);
 
   kv::LayerInfo info_;
@@ -166,7 +187,11 @@ class OjaKvCache : public kv::KvCache {
   std::string method_;
   std::shared_ptr<const kv::Bases> bases_;
   std::vector<std::unique_ptr<Head>> heads_;  // [G]
-  std::vector<int32_t> pos_;                  // [N] positions of every token held
+  std::vector<int32_t> pos_;                  // [N] positions of every token held (mask)
+  // compose_with: per KV head the original positions of its prompt survivors [G][K] (token i < K
+  // of head g); empty when nothing was evicted. pos_[i] = max over heads.
+  std::vector<std::vector<int32_t>> surv_pos_;
+  int64_t evicted_ = 0;  // prompt tokens evicted per KV head
   int64_t seen_ = 0;
   bool prefill_done_ = false;
   // Exact prompt (before end_prefill): [n, G, D] K and V, post-RoPE.

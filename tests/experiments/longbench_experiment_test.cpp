@@ -157,6 +157,29 @@ TEST(LongBenchExperiment, SyntheticOnTinyModel) {
   EXPECT_NE(r["data"].get<std::string>().find("not LongBench"), std::string::npos);
 }
 
+// The method's own trace() reaches the run's trace, once per layer, for the last sample of the
+// last task (tokens seen = prompt + generated - 1: the last token is never fed).
+TEST(LongBenchExperiment, HandsTheMethodTraceOfTheLastSample) {
+  kvlab::testing::SeriesSink sink;
+  kvlab::testing::run_experiment("longbench",
+                                 {{"data_dir", "synthetic"},
+                                  {"synthetic_source", source_spec()},
+                                  {"synthetic_samples", "2"},
+                                  {"synthetic_words", "120"},
+                                  {"max_length", "256"}},
+                                 &sink, 0, kvlab::testing::trace_probe_factory());
+  const std::string last = "tasks/synthetic_count";
+  const double want = sink.series[last + "/prompt_tokens"].back() +
+                      sink.series[last + "/generated_tokens"].back() - 1;
+  const int64_t L = kvlab::testing::tiny_model()->config().num_hidden_layers;
+  for (int64_t l = 0; l < L; ++l) {
+    const auto& s = sink.series["probe/layer_0" + std::to_string(l) + "/tokens_seen"];
+    ASSERT_EQ(s.size(), 1u) << "layer " << l;
+    EXPECT_EQ(s[0], want) << "layer " << l;
+  }
+  EXPECT_EQ(sink.attributes["tasks:method_trace_sample"], last + "/0001");
+}
+
 TEST(LongBenchExperiment, ReadsADataDirAndLimitsSamples) {
   testing::TempDir dir("kvlab_lb_dir");
   SyntheticOptions o;

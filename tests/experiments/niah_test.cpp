@@ -269,6 +269,25 @@ TEST(NiahExperiment, GridCoversEveryCellAndTraces) {
   EXPECT_EQ(again["grid"], r["grid"]);
 }
 
+// The method's own trace() reaches the run's trace, once per layer, for the grid's last sample
+// (its tokens seen = context length + generated tokens - 1: the last token is never fed).
+TEST(NiahExperiment, HandsTheMethodTraceOfTheLastSample) {
+  kvlab::testing::SeriesSink sink;
+  kvlab::testing::run_experiment("niah",
+                                 {{"context_lengths", "500,600"}, {"depths", "0,50"},
+                                  {"samples", "2"}, {"haystack", haystack_spec()},
+                                  {"max_new_tokens", "3"}},
+                                 &sink, 0, kvlab::testing::trace_probe_factory());
+  const int64_t L = kvlab::testing::tiny_model()->config().num_hidden_layers;
+  const double want = 600 + sink.series["samples/generated_tokens"].back() - 1;
+  for (int64_t l = 0; l < L; ++l) {
+    const auto& s = sink.series["probe/layer_0" + std::to_string(l) + "/tokens_seen"];
+    ASSERT_EQ(s.size(), 1u) << "layer " << l;
+    EXPECT_EQ(s[0], want) << "layer " << l;
+  }
+  EXPECT_EQ(sink.attributes["samples:method_trace_sample"], "7");
+}
+
 TEST(NiahExperiment, RejectsLengthsBeyondTheModel) {
   EXPECT_THROW(kvlab::testing::run_experiment("niah", {{"context_lengths", "5000"},
                                                        {"haystack", haystack_spec()}}),

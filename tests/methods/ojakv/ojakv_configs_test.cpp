@@ -1,6 +1,7 @@
 // configs/ablations/ojakv_*.yaml and configs/paper/ojakv_*.yaml expand and validate through the
 // same path as `kvlab run CONFIG --list`, and every OjaKV / StaticPCA point's parameters pass
 // OjaKvParams' cross-key checks (the bases file itself is only opened when a point runs).
+// ojakv_compose also runs SnapKV alone, and its composed points must really evict.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -26,16 +27,19 @@ TEST(OjaKvConfigs, AblationAndPaperConfigsValidate) {
       ASSERT_GE(s.points.size(), 2u) << name;
       for (const auto& p : s.points) {
         const std::string& m = p.config.method;
-        EXPECT_TRUE(m == "ojakv" || m == "static_pca" || m == "static_pca_h" || m == "full_cache")
+        EXPECT_TRUE(m == "ojakv" || m == "static_pca" || m == "static_pca_h" || m == "full_cache" ||
+                    m == "snapkv")
             << name << ": " << m;
         if (m == "ojakv") {
           EXPECT_NO_THROW(methods::OjaKvParams::from_values(p.config.method_params)) << name;
           EXPECT_FALSE(p.config.method_params.get_string("bases").empty()) << name;
+          if (p.config.method_params.get_string("compose_with") != "none")
+            EXPECT_GT(p.config.method_params.get_float("evict_ratio"), 0.0) << name;
         }
       }
     }
   }
-  EXPECT_EQ(files, 7);  // rank, anchors, period, eta; two RULER tables and LongBench
+  EXPECT_EQ(files, 8);  // rank, anchors, period, eta, compose; two RULER tables and LongBench
 }
 
 }  // namespace
