@@ -225,7 +225,7 @@ output: $W/results
 sweep:
   methods: [full_cache, {name: h2o, budget: 8}, {name: h2o, budget: 8, ratio: 0.5}]
 YAML
-expect_fail "mc.yaml: method: h2o: set either budget (tokens) or ratio (of the prompt), not both (in sweep point 2" $KVLAB run "$W/mc.yaml"
+expect_fail "mc.yaml: method: h2o.budget, h2o.ratio: set either budget (tokens) or ratio (of the prompt), not both (in sweep point 2" $KVLAB run "$W/mc.yaml"
 [[ ! -e $W/results/mc ]] && ok || bad "a point ran before the method checks"
 expect_fail "ojakv.bases: no such file '$W/nope.h5'" $KVLAB run "$W/mc.yaml" --set "sweep.methods.2={name: ojakv, bases: $W/nope.h5}"
 expect_fail "set either budget" $KVLAB run "$W/mc.yaml" --check
