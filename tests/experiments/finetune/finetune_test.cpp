@@ -59,6 +59,8 @@ TEST(Finetune, LoraLowersTrainingLossAndReportsStateBytes) {
   EXPECT_EQ(r.at("trainable_params"), rmn);
   EXPECT_EQ(r.at("optimizer_state_bytes"), 2 * 4 * rmn);
   EXPECT_EQ(r.at("lora").at("formula_state_bytes"), 2 * 4 * rmn);
+  // Full AdamW on the same three matrices (methods.md 3.4: 2 m n floats each).
+  EXPECT_EQ(r.at("adamw_state_bytes_full_ft"), 2 * 4 * (HD * C + GD * C + C * F) * c.num_hidden_layers);
   EXPECT_GT(r.at("peak_rss_bytes").get<int64_t>(), 0);
   for (const char* k : {"heldout_accuracy", "heldout_answer_loss"}) {
     EXPECT_TRUE(r.at("before").contains(k)) << k;
@@ -91,7 +93,7 @@ TEST(Finetune, FullAdamWOnChosenBlocksAndLmTask) {
   const int64_t n = (HD * C + 2 * GD * C + C * HD + 3 * F * C) * c.num_hidden_layers;
   EXPECT_EQ(r.at("trainable_params"), n);
   EXPECT_EQ(r.at("optimizer_state_bytes"), 2 * 4 * n);
-  EXPECT_EQ(r.at("adamw_state_bytes_same_blocks"), 2 * 4 * n);
+  EXPECT_EQ(r.at("adamw_state_bytes_full_ft"), 2 * 4 * n);
   for (const char* k : {"heldout_perplexity", "original_perplexity"}) {
     EXPECT_GT(r.at("before").at(k).get<double>(), 1.0) << k;
     EXPECT_GT(r.at("after").at(k).get<double>(), 1.0) << k;
