@@ -12,7 +12,8 @@ std::vector<std::string> split_modules(const std::string& list, const std::strin
     std::string item = list.substr(i, j == std::string::npos ? std::string::npos : j - i);
     const size_t a = item.find_first_not_of(" \t"), b = item.find_last_not_of(" \t");
     item = a == std::string::npos ? "" : item.substr(a, b - a + 1);
-    if (item.empty()) fail(key, ": empty module name in '", list, "' (write e.g. q,k,v,o,gate,up,down)");
+    if (item.empty())
+      fail(key, ": empty module name in '", list, "' (write e.g. q,k,v,o,gate,up,down)");
     out.push_back(item);
     if (j == std::string::npos) break;
     i = j + 1;
@@ -23,14 +24,33 @@ std::vector<std::string> split_modules(const std::string& list, const std::strin
 std::vector<ParamDecl> lora_param_decls(const std::string& prefix) {
   using T = ParamDecl::Type;
   std::vector<ParamDecl> d;
-  d.push_back({prefix + "rank", T::kInt, int64_t{8}, 1.0, 4096.0, {},
+  d.push_back({prefix + "rank",
+               T::kInt,
+               int64_t{8},
+               1.0,
+               4096.0,
+               {},
                "adapter rank r: A [r, in], B [out, r] per adapted projection"});
-  d.push_back({prefix + "alpha", T::kFloat, 16.0, 1e-9, std::nullopt, {},
+  d.push_back({prefix + "alpha",
+               T::kFloat,
+               16.0,
+               1e-9,
+               std::nullopt,
+               {},
                "scale numerator: the adapter output is multiplied by alpha / r (PEFT lora_alpha)"});
-  d.push_back({prefix + "dropout", T::kFloat, 0.0, 0.0, 0.999, {},
+  d.push_back({prefix + "dropout",
+               T::kFloat,
+               0.0,
+               0.0,
+               0.999,
+               {},
                "dropout probability on the adapter input, training only (PEFT lora_dropout)"});
-  ParamDecl tm{prefix + "target_modules", T::kString, std::string("q,k,v,o,gate,up,down"),
-               std::nullopt, std::nullopt, {},
+  ParamDecl tm{prefix + "target_modules",
+               T::kString,
+               std::string("q,k,v,o,gate,up,down"),
+               std::nullopt,
+               std::nullopt,
+               {},
                "comma list of adapted projections among q,k,v,o,gate,up,down (methods.md 3.5)"};
   const std::string key = prefix + "target_modules";
   tm.check = [key](const ParamValue& v) {
@@ -47,7 +67,12 @@ std::vector<ParamDecl> lora_param_decls(const std::string& prefix) {
     }
   };
   d.push_back(tm);
-  d.push_back({prefix + "seed", T::kInt, int64_t{0}, 0.0, std::nullopt, {},
+  d.push_back({prefix + "seed",
+               T::kInt,
+               int64_t{0},
+               0.0,
+               std::nullopt,
+               {},
                "seeds the A initialisation (U(-1/sqrt(in), 1/sqrt(in))) and the dropout masks"});
   return d;
 }
@@ -80,12 +105,18 @@ int64_t over_targets(const model::ModelConfig& cfg, const model::LoraConfig& c, 
   for (const auto& t : c.targets) {
     const std::string s = t.size() > 5 && t.ends_with("_proj") ? t.substr(0, t.size() - 5) : t;
     int64_t m = 0, n = 0;
-    if (s == "q") m = HD, n = C;
-    else if (s == "k" || s == "v") m = GD, n = C;
-    else if (s == "o") m = C, n = HD;
-    else if (s == "gate" || s == "up") m = F, n = C;
-    else if (s == "down") m = C, n = F;
-    else fail("lora.target_modules: unknown module '", t, "'");
+    if (s == "q")
+      m = HD, n = C;
+    else if (s == "k" || s == "v")
+      m = GD, n = C;
+    else if (s == "o")
+      m = C, n = HD;
+    else if (s == "gate" || s == "up")
+      m = F, n = C;
+    else if (s == "down")
+      m = C, n = F;
+    else
+      fail("lora.target_modules: unknown module '", t, "'");
     total += cfg.num_hidden_layers * f(m, n, c.rank);
   }
   return total;
@@ -93,14 +124,12 @@ int64_t over_targets(const model::ModelConfig& cfg, const model::LoraConfig& c, 
 }  // namespace
 
 int64_t lora_trainable_floats(const model::ModelConfig& cfg, const model::LoraConfig& c) {
-  return over_targets(cfg, c, [](int64_t m, int64_t n, int64_t r) {
-    return lora_trainable_floats(m, n, r);
-  });
+  return over_targets(
+      cfg, c, [](int64_t m, int64_t n, int64_t r) { return lora_trainable_floats(m, n, r); });
 }
 int64_t lora_adamw_state_bytes(const model::ModelConfig& cfg, const model::LoraConfig& c) {
-  return over_targets(cfg, c, [](int64_t m, int64_t n, int64_t r) {
-    return lora_adamw_state_bytes(m, n, r);
-  });
+  return over_targets(
+      cfg, c, [](int64_t m, int64_t n, int64_t r) { return lora_adamw_state_bytes(m, n, r); });
 }
 
 }  // namespace kvlab::baselines

@@ -140,7 +140,9 @@ FtTask build_genealogy(const FtTaskOptions& o) {
   for (const auto& [son, fs] : fathers) {
     if (fs.size() != 1) continue;
     const std::string& f = *fs.begin();
-    FtExample e{"genealogy:" + son, "Question: Who was the father of " + son + "?\nAnswer:", " " + f,
+    FtExample e{"genealogy:" + son,
+                "Question: Who was the father of " + son + "?\nAnswer:",
+                " " + f,
                 {normalize_answer(f)}};
     (is_heldout(o.seed, "son:" + son, o.heldout_fraction) ? held : train).push_back(e);
   }
@@ -174,7 +176,9 @@ FtTask build_last_word(const FtTaskOptions& o) {
   std::vector<FtExample> train, held;
   for (const auto& [head, as] : answers) {
     if (as.size() != 1) continue;
-    FtExample e{ref[head], "Complete the verse: " + head + "\nAnswer:", " " + shown[head],
+    FtExample e{ref[head],
+                "Complete the verse: " + head + "\nAnswer:",
+                " " + shown[head],
                 {normalize_answer(shown[head])}};
     (is_heldout(o.seed, "verse:" + head, o.heldout_fraction) ? held : train).push_back(e);
   }
@@ -197,7 +201,8 @@ std::vector<std::string> passages(const std::string& text, int64_t chars) {
     std::string p = text.substr(i, j - i);
     while (static_cast<int64_t>(p.size()) > chars) {
       size_t cut = p.rfind(". ", static_cast<size_t>(chars));
-      if (cut == std::string::npos || cut < static_cast<size_t>(chars) / 3) cut = p.rfind(' ', static_cast<size_t>(chars));
+      if (cut == std::string::npos || cut < static_cast<size_t>(chars) / 3)
+        cut = p.rfind(' ', static_cast<size_t>(chars));
       if (cut == std::string::npos || cut == 0) cut = static_cast<size_t>(chars);
       paras.push_back(p.substr(0, cut + 1));
       p = p.substr(std::min(p.size(), cut + 1));
@@ -273,7 +278,8 @@ FtTask build_finetune_task(const FtTaskOptions& o) {
   if (o.task == "kjv_last_word") return build_last_word(o);
   if (o.task == "lm") return build_lm(o);
   std::string msg = str("task.name: unknown fine-tuning task '", o.task, "'");
-  if (auto s = did_you_mean(o.task, finetune_task_names())) msg += str(" (did you mean '", *s, "'?)");
+  if (auto s = did_you_mean(o.task, finetune_task_names()))
+    msg += str(" (did you mean '", *s, "'?)");
   fail(msg, "; known: kjv_section, kjv_genealogy, kjv_last_word, lm");
 }
 
@@ -334,8 +340,14 @@ const std::string& kjv_section_of(int book) {
     for (int b = 0; b < 66; ++b) {
       // Canonical indices: 0-4 law, 5-16 history, 17-21 poetry, 22-38 prophets, 39-42 gospels,
       // 43 Acts (history), 44-64 epistles, 65 Revelation (prophets).
-      r[b] = b < 5 ? "law" : b < 17 ? "history" : b < 22 ? "poetry" : b < 39 ? "prophets"
-           : b < 43 ? "gospels" : b == 43 ? "history" : b < 65 ? "epistles" : "prophets";
+      r[b] = b < 5     ? "law"
+             : b < 17  ? "history"
+             : b < 22  ? "poetry"
+             : b < 39  ? "prophets"
+             : b < 43  ? "gospels"
+             : b == 43 ? "history"
+             : b < 65  ? "epistles"
+                       : "prophets";
     }
     return r;
   }();
@@ -346,11 +358,11 @@ const std::string& kjv_section_of(int book) {
 std::vector<std::pair<std::string, std::string>> kjv_begat_pairs() {
   std::set<std::pair<std::string, std::string>> seen;
   std::vector<std::pair<std::string, std::string>> out;
-  static const std::set<std::string> kNotNames = {"And", "The", "He", "I", "Now", "These", "Which",
-                                                  "LORD", "God", "Who", "For", "Of", "In", "Also"};
+  static const std::set<std::string> kNotNames = {"And",   "The",   "He",   "I",   "Now",
+                                                  "These", "Which", "LORD", "God", "Who",
+                                                  "For",   "Of",    "In",   "Also"};
   auto capital = [](const std::string& w) {
-    return !w.empty() && std::isupper(static_cast<unsigned char>(w[0])) &&
-           !kNotNames.count(w);
+    return !w.empty() && std::isupper(static_cast<unsigned char>(w[0])) && !kNotNames.count(w);
   };
   auto add = [&](const std::string& father, const std::string& son) {
     if (father != son && seen.insert({father, son}).second) out.push_back({father, son});
@@ -358,7 +370,8 @@ std::vector<std::pair<std::string, std::string>> kjv_begat_pairs() {
   for (const auto& v : kjv_verses()) {
     const auto w = words_of(v.text);
     for (size_t i = 1; i + 1 < w.size(); ++i) {
-      // "X begat Y" (X the nearest capitalised word before, e.g. "And Seth lived ... and begat Enos")
+      // "X begat Y" (X the nearest capitalised word before, e.g. "And Seth lived ... and begat
+      // Enos")
       if (strip_punct(w[i]) == "begat") {
         const std::string y = strip_punct(w[i + 1]);
         if (!capital(y)) continue;

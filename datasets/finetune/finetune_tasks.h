@@ -23,8 +23,8 @@
 //                  Opticks, held out of kvlab-tiny's pretraining) cut into passages of
 //                  ~passage_chars characters at paragraph/sentence boundaries; train and held-out
 //                  passages are disjoint passages of the same book. `original` (default
-//                  book:kjv/Ruth, same domain as the pretraining corpus, itself held out of it) gives
-//                  passages for perplexity on the original domain. Metric perplexity.
+//                  book:kjv/Ruth, same domain as the pretraining corpus, itself held out of it)
+//                  gives passages for perplexity on the original domain. Metric perplexity.
 // Regimes: n_train = 0 takes every train example (full data); n_train = 64 is the small-data
 // regime (a seeded sample of the same train pool).
 #pragma once
@@ -36,9 +36,9 @@
 namespace kvlab::datasets {
 
 struct FtExample {
-  std::string id;      // e.g. "Ge1:1", "genealogy:Isaac", "opticks:17"
-  std::string prompt;  // "" for language modelling (the whole text is scored)
-  std::string answer;  // the scored continuation (leading space included)
+  std::string id;                    // e.g. "Ge1:1", "genealogy:Isaac", "opticks:17"
+  std::string prompt;                // "" for language modelling (the whole text is scored)
+  std::string answer;                // the scored continuation (leading space included)
   std::vector<std::string> answers;  // every accepted normalised answer (exact match)
 };
 
@@ -46,20 +46,20 @@ struct FtTask {
   std::string name;
   std::string metric;  // "exact_match" or "perplexity"
   std::vector<FtExample> train, heldout;
-  std::vector<FtExample> original;  // lm only: passages of the original domain
-  std::vector<std::string> labels;  // kjv_section only
+  std::vector<FtExample> original;           // lm only: passages of the original domain
+  std::vector<std::string> labels;           // kjv_section only
   int64_t pool_train = 0, pool_heldout = 0;  // sizes before sampling n_train / n_heldout
 };
 
 struct FtTaskOptions {
   std::string task = "kjv_section";
-  uint64_t seed = 0;              // split hash and sampling
-  int64_t n_train = 0;            // 0: every train example
-  int64_t n_heldout = 256;        // 0: every held-out example
-  double heldout_fraction = 0.2;  // share of the pool hashed into held-out
-  std::string text = "book:opticks";         // lm
-  std::string original = "book:kjv/Ruth";    // lm
-  int64_t passage_chars = 600;               // lm
+  uint64_t seed = 0;                       // split hash and sampling
+  int64_t n_train = 0;                     // 0: every train example
+  int64_t n_heldout = 256;                 // 0: every held-out example
+  double heldout_fraction = 0.2;           // share of the pool hashed into held-out
+  std::string text = "book:opticks";       // lm
+  std::string original = "book:kjv/Ruth";  // lm
+  int64_t passage_chars = 600;             // lm
 };
 
 const std::vector<std::string>& finetune_task_names();
@@ -71,8 +71,8 @@ std::string normalize_answer(const std::string& s);
 
 // One KJV verse from `bible -f` (Debian bible-kjv), in canonical order.
 struct KjvVerse {
-  int book = 0;         // 0..65, canonical order (book_registry() order)
-  std::string ref;      // "Ge1:1"
+  int book = 0;     // 0..65, canonical order (book_registry() order)
+  std::string ref;  // "Ge1:1"
   std::string text;
 };
 const std::vector<KjvVerse>& kjv_verses();

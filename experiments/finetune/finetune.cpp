@@ -67,7 +67,8 @@ std::vector<std::pair<std::string, std::string>> parse_args(const std::string& s
       return a == std::string::npos ? std::string() : x.substr(a, b - a + 1);
     };
     if (eq == std::string::npos || trim(item.substr(0, eq)).empty())
-      fail("task.optimizer_args: '", item, "' is not KEY=VALUE (write e.g. weight_decay=0,beta2=0.99)");
+      fail("task.optimizer_args: '", item,
+           "' is not KEY=VALUE (write e.g. weight_decay=0,beta2=0.99)");
     out.push_back({trim(item.substr(0, eq)), trim(item.substr(eq + 1))});
   }
   return out;
@@ -80,7 +81,8 @@ std::string hf_weight_suffix(const std::string& name, const std::string& key) {
   for (int i = 0; i < model::kLoraTargets; ++i)
     if (s == kShort[i])
       return str(".", model::lora_target_hf(static_cast<model::LoraTarget>(i)), ".weight");
-  fail(key, ": unknown module '", name, "' (q,k,v,o,gate,up,down", key == "task.train_modules" ? " or all)" : ")");
+  fail(key, ": unknown module '", name, "' (q,k,v,o,gate,up,down",
+       key == "task.train_modules" ? " or all)" : ")");
 }
 
 // One tokenized example: ids [n], scored positions t with t + 1 >= answer_start.
@@ -105,7 +107,8 @@ Batch make_batch(const std::vector<const Tok*>& xs) {
   for (int64_t i = 0; i < b.B; ++i) {
     const Tok& x = *xs[static_cast<size_t>(i)];
     const int64_t n = static_cast<int64_t>(x.ids.size());
-    for (int64_t t = 0; t < n; ++t) b.tokens[static_cast<size_t>(i * b.T + t)] = x.ids[static_cast<size_t>(t)];
+    for (int64_t t = 0; t < n; ++t)
+      b.tokens[static_cast<size_t>(i * b.T + t)] = x.ids[static_cast<size_t>(t)];
     for (int64_t t = std::max<int64_t>(0, x.answer_start - 1); t + 1 < n; ++t) {
       b.targets[static_cast<size_t>(i * b.T + t)] = x.ids[static_cast<size_t>(t + 1)];
       ++b.scored;
@@ -158,7 +161,8 @@ double Runner::mean_loss(model::TrainModel& m, const std::vector<Tok>& xs) {
   int64_t count = 0;
   for (size_t i = 0; i < xs.size(); i += static_cast<size_t>(eb)) {
     std::vector<const Tok*> group;
-    for (size_t j = i; j < std::min(xs.size(), i + static_cast<size_t>(eb)); ++j) group.push_back(&xs[j]);
+    for (size_t j = i; j < std::min(xs.size(), i + static_cast<size_t>(eb)); ++j)
+      group.push_back(&xs[j]);
     const Batch b = make_batch(group);
     if (b.scored == 0) continue;
     sum += m.forward_loss(b.tokens.data(), b.targets.data(), nullptr, b.B, b.T) *
@@ -209,7 +213,11 @@ Json Runner::evaluate(model::TrainModel& m, const std::string& when) {
     r["heldout_accuracy"] = accuracy(m, heldout_);
   }
   if (ctx_.trace)
-    for (const auto& [k, v] : r.items()) ctx_.trace->append_scalar("eval_" + when + "/" + k, v.get<double>(), k.find("accuracy") != std::string::npos ? "fraction" : k.find("perplexity") != std::string::npos ? "1" : "nats/token");
+    for (const auto& [k, v] : r.items())
+      ctx_.trace->append_scalar("eval_" + when + "/" + k, v.get<double>(),
+                                k.find("accuracy") != std::string::npos     ? "fraction"
+                                : k.find("perplexity") != std::string::npos ? "1"
+                                                                            : "nats/token");
   return r;
 }
 
@@ -229,7 +237,8 @@ Json Runner::run() {
   sched.total_steps = p_.get_int("steps");
   if (sched.warmup_steps > sched.total_steps)
     fail("task.warmup_steps = ", sched.warmup_steps, " exceeds task.steps = ", sched.total_steps);
-  if (sched.min_lr > sched.max_lr) fail("task.min_lr = ", sched.min_lr, " exceeds task.lr = ", sched.max_lr);
+  if (sched.min_lr > sched.max_lr)
+    fail("task.min_lr = ", sched.min_lr, " exceeds task.lr = ", sched.max_lr);
   train::validate(sched);
   tok_ = ctx_.model->tokenizer();
   if (!tok_) fail(ctx_.model->dir(), ": the finetune experiment needs a tokenizer.json");
@@ -305,7 +314,8 @@ Json Runner::run() {
     m->zero_grad();
     const double loss = m->forward_backward(b.tokens.data(), b.targets.data(), nullptr, b.B, b.T);
     std::vector<std::span<float>> grads;
-    for (auto& bl : blocks) grads.emplace_back(const_cast<float*>(bl.grad), static_cast<size_t>(bl.numel()));
+    for (auto& bl : blocks)
+      grads.emplace_back(const_cast<float*>(bl.grad), static_cast<size_t>(bl.numel()));
     const train::ClipResult c = clip > 0 ? train::clip_grad_norm(grads, clip)
                                          : train::ClipResult{train::global_grad_norm(grads)};
     if (!std::isfinite(loss) || !std::isfinite(c.total_norm))
@@ -318,7 +328,8 @@ Json Runner::run() {
       ctx_.trace->append_scalar("train/loss", loss, "nats/token");
       ctx_.trace->append_scalar("train/lr", lr, "1");
       ctx_.trace->append_scalar("train/grad_norm", c.total_norm, "1");
-      ctx_.trace->append_scalar("train/optimizer_state_bytes", static_cast<double>(opt->state_bytes()), "bytes");
+      ctx_.trace->append_scalar("train/optimizer_state_bytes",
+                                static_cast<double>(opt->state_bytes()), "bytes");
     }
     if (eval_every > 0 && (s + 1) % eval_every == 0 && ctx_.trace) {
       ctx_.trace->append_scalar("eval/step", static_cast<double>(s + 1), "steps");
@@ -341,7 +352,8 @@ Json Runner::run() {
   if (lora) {
     for (const auto& p : m->params())
       for (const auto& t : lc.targets)
-        if (p.name.ends_with(hf_weight_suffix(t, "task.lora_target_modules"))) adamw_ref += 2 * 4 * p.numel();
+        if (p.name.ends_with(hf_weight_suffix(t, "task.lora_target_modules")))
+          adamw_ref += 2 * 4 * p.numel();
   } else {
     for (const auto& b : blocks) adamw_ref += 2 * 4 * b.numel();
   }
@@ -371,7 +383,9 @@ Json Runner::run() {
       {"after", after},
   };
   if (lora) {
-    res["lora"] = {{"rank", lc.rank}, {"alpha", lc.alpha}, {"dropout", lc.dropout},
+    res["lora"] = {{"rank", lc.rank},
+                   {"alpha", lc.alpha},
+                   {"dropout", lc.dropout},
                    {"target_modules", p_.get_string("lora_target_modules")},
                    {"formula_state_bytes", baselines::lora_adamw_state_bytes(m->config(), lc)},
                    {"formula_trainable", baselines::lora_trainable_floats(m->config(), lc)}};
@@ -380,7 +394,8 @@ Json Runner::run() {
   for (const auto& [k, v] : before.items()) res[k + "_before"] = v;
   if (ctx_.trace) {
     TraceSink& tr = *ctx_.trace;
-    tr.append_scalar("final/optimizer_state_bytes", static_cast<double>(opt->state_bytes()), "bytes");
+    tr.append_scalar("final/optimizer_state_bytes", static_cast<double>(opt->state_bytes()),
+                     "bytes");
     tr.append_scalar("final/trainable_params", static_cast<double>(trainable), "params");
     tr.append_scalar("final/peak_rss_bytes", static_cast<double>(rss_peak), "bytes");
     tr.append_scalar("final/train_seconds", train_s, "s");
@@ -394,45 +409,103 @@ Json Runner::run() {
 std::vector<ParamDecl> finetune_params() {
   using T = ParamDecl::Type;
   std::vector<ParamDecl> d;
-  ParamDecl ds{"dataset", T::kChoice, std::string("kjv_section"), std::nullopt, std::nullopt,
+  ParamDecl ds{"dataset",
+               T::kChoice,
+               std::string("kjv_section"),
+               std::nullopt,
+               std::nullopt,
                datasets::finetune_task_names(),
                "fine-tuning task (datasets/finetune): kjv_section (classification), kjv_genealogy "
                "and kjv_last_word (short-answer QA), lm (domain-shift language modelling)"};
   d.push_back(ds);
-  d.push_back({"n_train", T::kInt, int64_t{0}, 0.0, std::nullopt, {},
-               "training examples: 0 = every example of the train split (full-data regime), e.g. 64 "
-               "for the small-data regime"});
-  d.push_back({"n_heldout", T::kInt, int64_t{256}, 0.0, std::nullopt, {},
+  d.push_back(
+      {"n_train",
+       T::kInt,
+       int64_t{0},
+       0.0,
+       std::nullopt,
+       {},
+       "training examples: 0 = every example of the train split (full-data regime), e.g. 64 "
+       "for the small-data regime"});
+  d.push_back({"n_heldout",
+               T::kInt,
+               int64_t{256},
+               0.0,
+               std::nullopt,
+               {},
                "held-out examples evaluated (0 = all)"});
-  d.push_back({"heldout_fraction", T::kFloat, 0.2, 1e-6, 0.999999, {},
+  d.push_back({"heldout_fraction",
+               T::kFloat,
+               0.2,
+               1e-6,
+               0.999999,
+               {},
                "share of the task's pool hashed into the held-out split"});
-  d.push_back({"split_seed", T::kInt, int64_t{0}, 0.0, std::nullopt, {},
+  d.push_back({"split_seed",
+               T::kInt,
+               int64_t{0},
+               0.0,
+               std::nullopt,
+               {},
                "seeds the train/held-out split and the example samples (the run's seed orders "
                "the training batches)"});
-  d.push_back({"text", T::kString, std::string("book:opticks"), std::nullopt, std::nullopt, {},
+  d.push_back({"text",
+               T::kString,
+               std::string("book:opticks"),
+               std::nullopt,
+               std::nullopt,
+               {},
                "lm: the fine-tuning text (text_source spec; default Newton's Opticks)"});
-  d.push_back({"original", T::kString, std::string("book:kjv/Ruth"), std::nullopt, std::nullopt, {},
+  d.push_back({"original",
+               T::kString,
+               std::string("book:kjv/Ruth"),
+               std::nullopt,
+               std::nullopt,
+               {},
                "lm: text of the original domain for the second held-out perplexity"});
-  d.push_back({"passage_chars", T::kInt, int64_t{600}, 32.0, std::nullopt, {},
+  d.push_back({"passage_chars",
+               T::kInt,
+               int64_t{600},
+               32.0,
+               std::nullopt,
+               {},
                "lm: passage length in characters"});
-  ParamDecl opt{"optimizer", T::kString, std::string("adamw"), std::nullopt, std::nullopt, {},
+  ParamDecl opt{"optimizer",
+                T::kString,
+                std::string("adamw"),
+                std::nullopt,
+                std::nullopt,
+                {},
                 "optimizer registry name (adamw; sgc, mesgc, cesgc, galore where built in); with "
                 "adapter: lora it updates the adapters"};
   opt.check = [](const ParamValue& v) {
     optim::OptimizerRegistry::instance().find(std::get<std::string>(v));
   };
   d.push_back(opt);
-  ParamDecl args{"optimizer_args", T::kString, std::string(""), std::nullopt, std::nullopt, {},
+  ParamDecl args{"optimizer_args",
+                 T::kString,
+                 std::string(""),
+                 std::nullopt,
+                 std::nullopt,
+                 {},
                  "the optimizer's declared parameters as KEY=VALUE,KEY=VALUE (e.g. "
                  "weight_decay=0 or k=4096,s=64,chunks=4); `kvlab help OPTIMIZER` lists them"};
   args.check = [](const ParamValue& v) { parse_args(std::get<std::string>(v)); };
   d.push_back(args);
-  d.push_back({"adapter", T::kChoice, std::string("none"), std::nullopt, std::nullopt,
+  d.push_back({"adapter",
+               T::kChoice,
+               std::string("none"),
+               std::nullopt,
+               std::nullopt,
                {"none", "lora"},
                "none: the optimizer updates the train_modules weights; lora: frozen base, LoRA "
                "adapters (lora_*) trained, merged for export"});
-  ParamDecl tm{"train_modules", T::kString, std::string("q,k,v,o,gate,up,down"), std::nullopt,
-               std::nullopt, {},
+  ParamDecl tm{"train_modules",
+               T::kString,
+               std::string("q,k,v,o,gate,up,down"),
+               std::nullopt,
+               std::nullopt,
+               {},
                "adapter none: weights handed to the optimizer, among q,k,v,o,gate,up,down "
                "(methods.md 3.5), or all (every parameter incl. embeddings and norms)"};
   tm.check = [](const ParamValue& v) {
@@ -446,15 +519,40 @@ std::vector<ParamDecl> finetune_params() {
   d.push_back({"lr", T::kFloat, 1e-3, 0.0, std::nullopt, {}, "peak learning rate"});
   d.push_back({"min_lr", T::kFloat, 1e-4, 0.0, std::nullopt, {}, "cosine floor at the last step"});
   d.push_back({"warmup_steps", T::kInt, int64_t{10}, 0.0, std::nullopt, {}, "linear warmup steps"});
-  d.push_back({"clip_norm", T::kFloat, 1.0, 0.0, std::nullopt, {},
+  d.push_back({"clip_norm",
+               T::kFloat,
+               1.0,
+               0.0,
+               std::nullopt,
+               {},
                "global gradient-norm clip over the trained blocks (0: off)"});
-  d.push_back({"max_len", T::kInt, int64_t{256}, 8.0, std::nullopt, {},
+  d.push_back({"max_len",
+               T::kInt,
+               int64_t{256},
+               8.0,
+               std::nullopt,
+               {},
                "tokens per example at most (a long prompt keeps its end)"});
-  d.push_back({"gen_tokens", T::kInt, int64_t{8}, 1.0, 64.0, {},
+  d.push_back({"gen_tokens",
+               T::kInt,
+               int64_t{8},
+               1.0,
+               64.0,
+               {},
                "greedy tokens generated per held-out answer (stops after the first word)"});
-  d.push_back({"eval_every", T::kInt, int64_t{0}, 0.0, std::nullopt, {},
+  d.push_back({"eval_every",
+               T::kInt,
+               int64_t{0},
+               0.0,
+               std::nullopt,
+               {},
                "held-out loss every k steps into the trace (0: before and after only)"});
-  d.push_back({"eval_batch", T::kInt, int64_t{16}, 1.0, std::nullopt, {},
+  d.push_back({"eval_batch",
+               T::kInt,
+               int64_t{16},
+               1.0,
+               std::nullopt,
+               {},
                "examples per forward in held-out loss evaluation"});
   return d;
 }

@@ -13,6 +13,8 @@
 //   get atol 2 lr, every other element atol 1e-6 + 1e-5 |p| (f32 rounding of p, m, v).
 // A wrong scale (alpha vs alpha/r), a missing dropout rescale, a transposed B or an adapter on
 // the wrong side of RoPE moves these by O(10%) of scale.
+#include "baselines/lora/lora.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -24,7 +26,6 @@
 #include <vector>
 
 #include "baselines/adamw/adamw.h"
-#include "baselines/lora/lora.h"
 #include "framework/backend/cpu/cpu_features.h"
 #include "framework/core/error.h"
 #include "framework/core/file_io.h"
@@ -194,7 +195,8 @@ TEST(Lora, MergedForwardEqualsAdapterForward) {
       EXPECT_FALSE(testing::all_close(plain.data(), ad.data(), B * T * V, 1e-3 * scale, 0));
     }
     const std::string dir =
-        (fs::path(::testing::TempDir()) / (tie ? "kvlab_lora_merged_tied" : "kvlab_lora_merged")).string();
+        (fs::path(::testing::TempDir()) / (tie ? "kvlab_lora_merged_tied" : "kvlab_lora_merged"))
+            .string();
     m.export_hf(dir, DType::kF32);
     auto back = TrainModel::load(dir, pool);
     back->forward_logits(tok.data(), B, T, exported.data());
@@ -289,7 +291,8 @@ TEST(Lora, DropoutMasksPerCallAndThreadIndependent) {
     for (auto& p : m.lora_params())
       for (int64_t i = 0; i < p.numel(); ++i) p.data[i] = static_cast<float>(0.2 * rng.normal());
     std::vector<double> l;
-    for (int k = 0; k < 3; ++k) l.push_back(m.forward_backward(tok.data(), tgt.data(), nullptr, B, T));
+    for (int k = 0; k < 3; ++k)
+      l.push_back(m.forward_backward(tok.data(), tgt.data(), nullptr, B, T));
     l.push_back(m.forward_loss(tok.data(), tgt.data(), nullptr, B, T));
     l.push_back(m.forward_loss(tok.data(), tgt.data(), nullptr, B, T));
     losses.push_back(l);
@@ -342,8 +345,10 @@ TEST(Lora, RejectsBadConfig) {
   EXPECT_THROW(frozen->merge_lora(), Error);
   // Declared parameters: a bad target list is refused when the config is read.
   ParamValues pv(lora_param_decls("lora_"));
-  EXPECT_THROW(pv.set_from_string("lora_target_modules", "q,,v", "task.lora_target_modules"), Error);
-  EXPECT_THROW(pv.set_from_string("lora_target_modules", "q,mlp", "task.lora_target_modules"), Error);
+  EXPECT_THROW(pv.set_from_string("lora_target_modules", "q,,v", "task.lora_target_modules"),
+               Error);
+  EXPECT_THROW(pv.set_from_string("lora_target_modules", "q,mlp", "task.lora_target_modules"),
+               Error);
   EXPECT_THROW(pv.set_from_string("lora_rank", "0", "task.lora_rank"), Error);
   pv.set_from_string("lora_target_modules", "q_proj, v", "task.lora_target_modules");
   const model::LoraConfig got = lora_config_from(pv, "lora_");

@@ -2,6 +2,8 @@
 // never share an example text (nor, for genealogy, a subject), exact-match answers are what the
 // prompt asks for, small regimes are samples of the full train pool. Needs Debian's bible-kjv
 // (and golang-github-andybalholm-brotli-dev for Opticks); skips without them.
+#include "datasets/finetune/finetune_tasks.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -9,7 +11,6 @@
 #include <set>
 #include <string>
 
-#include "datasets/finetune/finetune_tasks.h"
 #include "framework/core/error.h"
 
 namespace kvlab::datasets {
@@ -134,7 +135,7 @@ TEST(FtTasks, GenealogyFactsAndErrors) {
   EXPECT_TRUE(has("Abraham", "Isaac"));  // Mat1:2
   EXPECT_TRUE(has("Seth", "Enos"));      // Ge5:6 "And Seth lived ... and begat Enos"
   EXPECT_TRUE(has("Jesse", "David"));
-  EXPECT_TRUE(has("Nun", "Joshua"));     // "Joshua the son of Nun"
+  EXPECT_TRUE(has("Nun", "Joshua"));  // "Joshua the son of Nun"
   EXPECT_EQ(normalize_answer("  Isaac; and"), "isaac");
   FtTaskOptions o;
   o.task = "kjv_sectoin";
@@ -142,7 +143,8 @@ TEST(FtTasks, GenealogyFactsAndErrors) {
     build_finetune_task(o);
     ADD_FAILURE();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("did you mean 'kjv_section'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("did you mean 'kjv_section'"), std::string::npos)
+        << e.what();
   }
   o.task = "kjv_section";
   o.heldout_fraction = 1.0;

