@@ -13,9 +13,9 @@
 #include "framework/backend/cpu/train_kernels.h"
 #include "framework/core/error.h"
 #include "framework/core/file_io.h"
+#include "framework/core/params.h"
 #include "framework/core/rng.h"
 #include "framework/model/safetensors.h"
-#include "framework/core/params.h"
 
 namespace kvlab::model {
 
