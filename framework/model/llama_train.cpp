@@ -13,6 +13,7 @@
 #include "framework/backend/cpu/train_kernels.h"
 #include "framework/core/error.h"
 #include "framework/core/file_io.h"
+#include "framework/core/params.h"
 #include "framework/core/rng.h"
 #include "framework/model/safetensors.h"
 
@@ -123,6 +124,39 @@ void bias_grad(const float* dy, float* db, int64_t N, int64_t n) {
 
 }  // namespace
 
+const char* lora_target_hf(LoraTarget t) {
+  static const char* kNames[kLoraTargets] = {"self_attn.q_proj", "self_attn.k_proj",
+                                             "self_attn.v_proj", "self_attn.o_proj",
+                                             "mlp.gate_proj",    "mlp.up_proj",
+                                             "mlp.down_proj"};
+  return kNames[static_cast<int>(t)];
+}
+
+namespace {
+uint64_t mix64(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+const char* kLoraShort[kLoraTargets] = {"q", "k", "v", "o", "gate", "up", "down"};
+}  // namespace
+
+uint64_t lora_mask_key(uint64_t seed, uint64_t call, int64_t layer, LoraTarget target) {
+  return mix64(mix64(mix64(seed) ^ call) ^
+               (static_cast<uint64_t>(layer) * 8 + static_cast<uint64_t>(target)));
+}
+
+// One adapted projection W [out, in] of one layer (methods.md 3.4: r (in + out) trainable floats).
+struct TrainModel::Adapter {
+  bool on = false;
+  LoraTarget target = LoraTarget::kQ;
+  int64_t in = 0, out = 0;
+  float *A = nullptr, *B = nullptr;    // [r, in], [out, r]
+  float *dA = nullptr, *dB = nullptr;  // gradients, same shapes
+  float* W = nullptr;                  // the frozen base weight [out, in]
+};
+
 struct TrainModel::Layer {
   // Parameter and gradient pointers (bias pointers null when absent).
   float *attn_norm, *wq, *wk, *wv, *wo, *bq, *bk, *bv, *bo, *mlp_norm, *wg, *wu, *wd;
@@ -157,21 +191,28 @@ struct TrainModel::Acts {
   // backward scratch
   float *dx, *dxn, *dq, *dk, *dv, *datt, *dg, *du, *act, *attn_ws, *norm_ws, *logits;
   std::vector<int32_t> pos;  // [N] t within its sequence
+  std::vector<float> dw_scratch;  // [C]: RMSNorm weight gradient of a frozen base, discarded
+  // LoRA: us [slot][target] -> [rows, r] (slot = layer when saved, else 0); x_drop, tmp
+  // [rows, max_in] (dropped adapter input; dx before the dropout mask); du [rows, r].
+  Buffer lora_buf;
+  int64_t lora_rows = 0, lora_slots = 0;
+  std::vector<std::vector<float*>> lora_us;
+  float *lora_x = nullptr, *lora_tmp = nullptr, *lora_du = nullptr;
 };
 
-TrainModel::TrainModel(const ModelConfig& cfg, ThreadPool& pool)
+TrainModel::TrainModel(const ModelConfig& cfg, ThreadPool& pool, bool base_grads)
     : cfg_(cfg), pool_(pool), acts_(std::make_unique<Acts>()) {
   cfg_.validate("TrainModel");
   if (cfg_.mlp_bias) fail("TrainModel: mlp_bias=true is not supported");
   if (cfg_.sliding_window > 0)
     fail("TrainModel: sliding_window = ", cfg_.sliding_window, " is not supported (full causal attention only)");
   rope_ = std::make_unique<cpu::Rope>(cfg_.rope);
-  build_params();
+  build_params(base_grads);
 }
 
 TrainModel::~TrainModel() = default;
 
-void TrainModel::build_params() {
+void TrainModel::build_params(bool base_grads) {
   const ModelConfig& c = cfg_;
   const int64_t C = c.hidden_size, F = c.intermediate_size, V = c.vocab_size;
   const int64_t H = c.num_attention_heads, G = c.num_key_value_heads, D = c.head_dim;
@@ -210,13 +251,13 @@ void TrainModel::build_params() {
     total += (n + 15) / 16 * 16;  // 64-byte aligned starts
   }
   data_.resize(static_cast<size_t>(total));
-  grad_.resize(static_cast<size_t>(total));
+  if (base_grads) grad_.resize(static_cast<size_t>(total));  // zeroed by Buffer
   std::memset(data_.data(), 0, sizeof(float) * static_cast<size_t>(total));
-  std::memset(grad_.data(), 0, sizeof(float) * static_cast<size_t>(total));
   int64_t off = 0;
   params_.clear();
   for (const auto& s : specs) {
-    TrainParam p{s.name, data_.data() + off, grad_.data() + off, s.shape, s.matrix};
+    TrainParam p{s.name, data_.data() + off, base_grads ? grad_.data() + off : nullptr, s.shape,
+                 s.matrix};
     off += (p.numel() + 15) / 16 * 16;
     params_.push_back(std::move(p));
   }
@@ -267,10 +308,11 @@ TrainModel::TrainModel(const ModelConfig& cfg, uint64_t seed, double init_std, T
   }
 }
 
-std::unique_ptr<TrainModel> TrainModel::load(const std::string& dir, ThreadPool& pool) {
+std::unique_ptr<TrainModel> TrainModel::load(const std::string& dir, ThreadPool& pool,
+                                             bool base_grads) {
   if (!fs::is_directory(dir)) fail(dir, ": not a model directory (expected config.json and model.safetensors)");
   const ModelConfig cfg = load_model_config((fs::path(dir) / "config.json").string());
-  std::unique_ptr<TrainModel> m(new TrainModel(cfg, pool));
+  std::unique_ptr<TrainModel> m(new TrainModel(cfg, pool, base_grads));
   const SafeTensors st = SafeTensors::open(dir);
   for (auto& p : m->params_) {
     const TensorInfo& t = st.get(p.name);
@@ -288,7 +330,209 @@ std::unique_ptr<TrainModel> TrainModel::load(const std::string& dir, ThreadPool&
 }
 
 void TrainModel::zero_grad() {
-  std::memset(grad_.data(), 0, sizeof(float) * grad_.size());
+  if (grad_.size()) std::memset(grad_.data(), 0, sizeof(float) * grad_.size());
+  if (lora_grad_.size()) std::memset(lora_grad_.data(), 0, sizeof(float) * lora_grad_.size());
+}
+
+double TrainModel::lora_scale() const {
+  return lora_cfg_.alpha / static_cast<double>(lora_cfg_.rank);
+}
+
+int64_t TrainModel::trainable_params() const {
+  if (!lora_on_) return base_frozen() ? 0 : num_params();
+  int64_t n = 0;
+  for (const auto& p : lora_params_) n += p.numel();
+  return n;
+}
+
+void TrainModel::enable_lora(const LoraConfig& c) {
+  if (lora_on_) fail("enable_lora: LoRA adapters are already enabled on this model");
+  if (c.rank < 1) fail("lora.rank = ", c.rank, ": must be >= 1");
+  if (!(c.alpha > 0)) fail("lora.alpha = ", c.alpha, ": must be > 0");
+  if (!(c.dropout >= 0 && c.dropout < 1)) fail("lora.dropout = ", c.dropout, ": must be in [0, 1)");
+  if (c.targets.empty()) fail("lora.target_modules is empty: name at least one of q,k,v,o,gate,up,down");
+  bool want[kLoraTargets] = {};
+  std::vector<std::string> known;
+  for (int t = 0; t < kLoraTargets; ++t) {
+    known.push_back(kLoraShort[t]);
+    known.push_back(std::string(kLoraShort[t]) + "_proj");
+  }
+  for (const auto& name : c.targets) {
+    int hit = -1;
+    for (int t = 0; t < kLoraTargets; ++t)
+      if (name == kLoraShort[t] || name == std::string(kLoraShort[t]) + "_proj") hit = t;
+    if (hit < 0) {
+      std::string msg = str("lora.target_modules: unknown module '", name, "'");
+      if (auto s = did_you_mean(name, known)) msg += str(" (did you mean '", *s, "'?)");
+      fail(msg, "; known: q,k,v,o,gate,up,down (or q_proj, ...)");
+    }
+    if (want[hit]) fail("lora.target_modules: '", name, "' is named twice");
+    want[hit] = true;
+  }
+  const ModelConfig& m = cfg_;
+  const int64_t C = m.hidden_size, F = m.intermediate_size;
+  const int64_t HD = m.num_attention_heads * m.head_dim, GD = m.num_key_value_heads * m.head_dim;
+  const int64_t shape[kLoraTargets][2] = {{HD, C}, {GD, C}, {GD, C}, {C, HD},
+                                          {F, C},  {F, C},  {C, F}};  // [out, in]
+  const int64_t r = c.rank, L = m.num_hidden_layers;
+  auto pad = [](int64_t n) { return (n + 15) / 16 * 16; };
+  int64_t total = 0;
+  for (int t = 0; t < kLoraTargets; ++t)
+    if (want[t]) total += L * (pad(r * shape[t][1]) + pad(shape[t][0] * r));
+  lora_data_.resize(static_cast<size_t>(total));
+  lora_grad_.resize(static_cast<size_t>(total));
+  lora_params_.clear();
+  adapters_.assign(static_cast<size_t>(L), std::vector<Adapter>(kLoraTargets));
+  int64_t off = 0;
+  for (int64_t l = 0; l < L; ++l) {
+    const Layer& W = layers_[static_cast<size_t>(l)];
+    float* base[kLoraTargets] = {W.wq, W.wk, W.wv, W.wo, W.wg, W.wu, W.wd};
+    for (int t = 0; t < kLoraTargets; ++t) {
+      if (!want[t]) continue;
+      Adapter& ad = adapters_[static_cast<size_t>(l)][static_cast<size_t>(t)];
+      ad.on = true;
+      ad.target = static_cast<LoraTarget>(t);
+      ad.out = shape[t][0];
+      ad.in = shape[t][1];
+      ad.W = base[t];
+      const std::string p = str("model.layers.", l, ".", lora_target_hf(ad.target), ".");
+      ad.A = lora_data_.data() + off;
+      ad.dA = lora_grad_.data() + off;
+      lora_params_.push_back({p + "lora_A.weight", ad.A, ad.dA, {r, ad.in}, true});
+      off += pad(r * ad.in);
+      ad.B = lora_data_.data() + off;
+      ad.dB = lora_grad_.data() + off;
+      lora_params_.push_back({p + "lora_B.weight", ad.B, ad.dB, {ad.out, r}, true});
+      off += pad(ad.out * r);
+    }
+  }
+  // PEFT reset_lora_parameters: kaiming_uniform_(A, a=sqrt(5)) -> U(-b, b), b = gain sqrt(3 /
+  // fan_in), gain = sqrt(2 / (1 + 5)): b = 1/sqrt(in); B = 0 (so the model starts unchanged).
+  Rng rng(c.seed);
+  for (auto& p : lora_params_) {
+    if (p.name.find("lora_A") == std::string::npos) continue;
+    const double b = 1.0 / std::sqrt(static_cast<double>(p.shape[1]));
+    for (int64_t i = 0; i < p.numel(); ++i)
+      p.data[i] = static_cast<float>((2.0 * rng.uniform() - 1.0) * b);
+  }
+  // Freeze the base: no gradient buffer, no gradient pointers (backward skips every dW).
+  grad_ = Buffer();
+  for (auto& p : params_) p.grad = nullptr;
+  dembed_ = dfinal_norm_ = dhead_ = nullptr;
+  for (Layer& W : layers_) {
+    W.d_attn_norm = W.dwq = W.dwk = W.dwv = W.dwo = W.dbq = W.dbk = W.dbv = W.dbo = nullptr;
+    W.d_mlp_norm = W.dwg = W.dwu = W.dwd = nullptr;
+  }
+  lora_cfg_ = c;
+  lora_on_ = true;
+  lora_calls_ = 0;
+}
+
+void TrainModel::merged_weight(const Adapter& ad, float* w) const {
+  const int64_t r = lora_cfg_.rank;
+  const float s = static_cast<float>(lora_scale());
+  std::vector<float> bs(static_cast<size_t>(ad.out * r));  // scale * B [out, r]
+  for (int64_t i = 0; i < ad.out * r; ++i) bs[static_cast<size_t>(i)] = s * ad.B[i];
+  BlasThreads bt(1);
+  gemm_nn(pool_, bs.data(), ad.A, w, ad.out, r, ad.in, 1.f);  // w [out, in] += sB [out, r] A [r, in]
+}
+
+void TrainModel::merge_lora() {
+  if (!lora_on_) fail("merge_lora: no LoRA adapters are enabled");
+  for (const auto& layer : adapters_)
+    for (const Adapter& ad : layer)
+      if (ad.on) merged_weight(ad, ad.W);
+  lora_on_ = false;
+  adapters_.clear();
+  lora_params_.clear();
+  lora_data_ = Buffer();
+  lora_grad_ = Buffer();
+  acts_->lora_buf = Buffer();
+  acts_->lora_rows = acts_->lora_slots = 0;
+}
+
+void TrainModel::ensure_lora(int64_t rows, int64_t slots) {
+  Acts& a = *acts_;
+  if (rows <= a.lora_rows && slots <= a.lora_slots) return;
+  a.lora_rows = std::max(rows, a.lora_rows);
+  a.lora_slots = std::max(slots, a.lora_slots);
+  const ModelConfig& c = cfg_;
+  const int64_t r = lora_cfg_.rank, n = a.lora_rows;
+  const int64_t max_in = std::max({c.hidden_size, c.intermediate_size,
+                                   c.num_attention_heads * c.head_dim});
+  a.lora_buf = Buffer();
+  a.lora_buf.resize(static_cast<size_t>(a.lora_slots * kLoraTargets * n * r + 2 * n * max_in + n * r));
+  float* p = a.lora_buf.data();
+  a.lora_us.assign(static_cast<size_t>(a.lora_slots), std::vector<float*>(kLoraTargets));
+  for (auto& slot : a.lora_us)
+    for (auto& u : slot) {
+      u = p;
+      p += n * r;
+    }
+  a.lora_x = p;
+  p += n * max_in;
+  a.lora_tmp = p;
+  p += n * max_in;
+  a.lora_du = p;
+}
+
+namespace {
+// out [N, in] = keep(row, col) ? x * inv : 0 (the mask of lora_keep).
+void lora_dropout(const float* x, float* out, int64_t N, int64_t in, uint64_t key, uint64_t thr,
+                  float inv, ThreadPool& pool) {
+  pool.parallel_for(N, [&](int64_t r0, int64_t r1, int) {
+    for (int64_t t = r0; t < r1; ++t)
+      for (int64_t i = 0; i < in; ++i) {
+        const uint64_t flat = static_cast<uint64_t>(t * in + i);
+        out[t * in + i] = lora_keep(key, flat, thr) ? x[t * in + i] * inv : 0.f;
+      }
+  });
+}
+}  // namespace
+
+void TrainModel::lora_fwd(const Adapter& ad, int64_t layer, const float* x, float* y, int64_t N,
+                          float* us, bool train) {
+  const int64_t r = lora_cfg_.rank;
+  const float scale = static_cast<float>(lora_scale());
+  const float* xd = x;
+  if (train && lora_cfg_.dropout > 0) {
+    const uint64_t thr = static_cast<uint64_t>(std::llround(lora_cfg_.dropout * 16777216.0));
+    const float inv = static_cast<float>(1.0 / (1.0 - lora_cfg_.dropout));
+    lora_dropout(x, acts_->lora_x, N, ad.in,
+                 lora_mask_key(lora_cfg_.seed, lora_calls_, layer, ad.target), thr, inv, pool_);
+    xd = acts_->lora_x;
+  }
+  gemm_nt(pool_, xd, ad.A, us, N, r, ad.in, 0.f);  // [N, r] = drop(x) A^T: 2 N r in flops
+  for (int64_t i = 0; i < N * r; ++i) us[i] *= scale;
+  gemm_nt(pool_, us, ad.B, y, N, ad.out, r, 1.f);  // y += us B^T: 2 N out r flops
+}
+
+void TrainModel::lora_bwd(const Adapter& ad, int64_t layer, const float* x, const float* us,
+                          const float* dy, float* dx_acc, int64_t N) {
+  const int64_t r = lora_cfg_.rank;
+  const float scale = static_cast<float>(lora_scale());
+  float* du = acts_->lora_du;
+  gemm_tn_acc(pool_, dy, us, ad.dB, N, ad.out, r);  // dB [out, r] += dy^T us
+  gemm_nn(pool_, dy, ad.B, du, N, ad.out, r, 0.f);  // d(us) [N, r] = dy B
+  for (int64_t i = 0; i < N * r; ++i) du[i] *= scale;  // d(drop(x) A^T)
+  if (lora_cfg_.dropout > 0) {
+    const uint64_t thr = static_cast<uint64_t>(std::llround(lora_cfg_.dropout * 16777216.0));
+    const float inv = static_cast<float>(1.0 / (1.0 - lora_cfg_.dropout));
+    const uint64_t key = lora_mask_key(lora_cfg_.seed, lora_calls_, layer, ad.target);
+    lora_dropout(x, acts_->lora_x, N, ad.in, key, thr, inv, pool_);  // recomputed, not saved
+    gemm_tn_acc(pool_, du, acts_->lora_x, ad.dA, N, r, ad.in);    // dA [r, in] += du^T drop(x)
+    float* tmp = acts_->lora_tmp;
+    gemm_nn(pool_, du, ad.A, tmp, N, r, ad.in, 0.f);  // d(drop(x)) [N, in] = du A
+    pool_.parallel_for(N, [&](int64_t r0, int64_t r1, int) {
+      for (int64_t t = r0; t < r1; ++t)
+        for (int64_t i = 0; i < ad.in; ++i)
+          if (lora_keep(key, static_cast<uint64_t>(t * ad.in + i), thr))
+            dx_acc[t * ad.in + i] += inv * tmp[t * ad.in + i];
+    });
+  } else {
+    gemm_tn_acc(pool_, du, x, ad.dA, N, r, ad.in);  // dA [r, in] += du^T x
+    gemm_nn(pool_, du, ad.A, dx_acc, N, r, ad.in, 1.f);  // dx += du A
+  }
 }
 
 void TrainModel::ensure(int64_t B, int64_t T, bool save) {
@@ -382,9 +626,17 @@ void TrainModel::forward(const int32_t* tokens, int64_t B, int64_t T, bool save)
     std::memcpy(x0 + i * C, embed_ + static_cast<int64_t>(tokens[i]) * C, sizeof(float) * C);
   }
   const cpu::AttentionShape sh{H, G, D, 1.0f / std::sqrt(static_cast<float>(D))};
+  if (lora_on_) ensure_lora(a.cap, save ? c.num_hidden_layers : 1);
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const Layer& W = layers_[static_cast<size_t>(l)];
     LayerActs& A = a.layers[save ? static_cast<size_t>(l) : 0];
+    // LoRA adapters of this layer (none when off) and their saved us [N, r].
+    const Adapter* ad = lora_on_ ? adapters_[static_cast<size_t>(l)].data() : nullptr;
+    float* const* us = lora_on_ ? a.lora_us[save ? static_cast<size_t>(l) : 0].data() : nullptr;
+    auto adapt = [&](LoraTarget t, const float* x, float* y) {
+      const int i = static_cast<int>(t);
+      if (ad && ad[i].on) lora_fwd(ad[i], l, x, y, N, us[i], lora_train_);
+    };
     float* xin = save ? A.xin : a.x;
     float* xmid = save ? A.xmid : a.x;
     float* xout = save ? (l + 1 < c.num_hidden_layers ? a.layers[static_cast<size_t>(l + 1)].xin : a.x)
@@ -393,6 +645,9 @@ void TrainModel::forward(const int32_t* tokens, int64_t B, int64_t T, bool save)
     gemm_nt(pool_, A.xn1, W.wq, A.q, N, HD, C, 0.f);
     gemm_nt(pool_, A.xn1, W.wk, A.k, N, GD, C, 0.f);
     gemm_nt(pool_, A.xn1, W.wv, A.v, N, GD, C, 0.f);
+    adapt(LoraTarget::kQ, A.xn1, A.q);
+    adapt(LoraTarget::kK, A.xn1, A.k);
+    adapt(LoraTarget::kV, A.xn1, A.v);
     if (W.bq) {
       add_bias(A.q, W.bq, N, HD);
       add_bias(A.k, W.bk, N, GD);
@@ -403,11 +658,14 @@ void TrainModel::forward(const int32_t* tokens, int64_t B, int64_t T, bool save)
     cpu::attention_fwd(A.q, A.k, A.v, B, T, sh, A.att, A.lse, pool_);
     // xmid = xin + att . Wo^T (+ bo): o_proj output goes to xn2 as scratch.
     gemm_nt(pool_, A.att, W.wo, A.xn2, N, C, HD, 0.f);
+    adapt(LoraTarget::kO, A.att, A.xn2);
     if (W.bo) add_bias(A.xn2, W.bo, N, C);
     for (int64_t i = 0; i < N * C; ++i) xmid[i] = xin[i] + A.xn2[i];
     cpu::rmsnorm_fwd(xmid, N, C, W.mlp_norm, eps, A.xn2, A.rstd2, pool_);
     gemm_nt(pool_, A.xn2, W.wg, A.gate, N, F, C, 0.f);
     gemm_nt(pool_, A.xn2, W.wu, A.up, N, F, C, 0.f);
+    adapt(LoraTarget::kGate, A.xn2, A.gate);
+    adapt(LoraTarget::kUp, A.xn2, A.up);
     // h [N, F] = silu(gate) * up: into act when saved (backward recomputes it anyway), else
     // over up (eval mode needs neither afterwards).
     float* h = save ? a.act : A.up;
@@ -417,6 +675,7 @@ void TrainModel::forward(const int32_t* tokens, int64_t B, int64_t T, bool save)
     // xout = xmid + h . Wd^T
     if (xout != xmid) std::memcpy(xout, xmid, sizeof(float) * N * C);
     gemm_nt(pool_, h, W.wd, xout, N, C, F, 1.f);
+    adapt(LoraTarget::kDown, h, xout);
   }
   cpu::rmsnorm_fwd(a.x, N, C, final_norm_, eps, a.xnf, a.rstdf, pool_);
 }
@@ -436,7 +695,7 @@ double TrainModel::head_loss(const int32_t* targets, const float* w, int64_t N, 
                                     1.0 / norm, grad, pool_);
     if (grad) {
       gemm_nn(pool_, a.logits, head_, a.dxn + r0 * C, rows, V, C, 0.f);
-      gemm_tn_acc(pool_, a.logits, a.xnf + r0 * C, dhead_, rows, V, C);
+      if (dhead_) gemm_tn_acc(pool_, a.logits, a.xnf + r0 * C, dhead_, rows, V, C);
     }
   }
   return loss / norm;
@@ -451,29 +710,45 @@ void TrainModel::backward(const int32_t* tokens, int64_t B, int64_t T) {
   const cpu::AttentionShape sh{H, G, D, 1.0f / std::sqrt(static_cast<float>(D))};
   // dx: gradient w.r.t. the residual stream, walked from the top.
   std::memset(a.dx, 0, sizeof(float) * N * C);
-  cpu::rmsnorm_bwd(a.dxn, a.x, final_norm_, a.rstdf, N, C, a.dx, dfinal_norm_, a.norm_ws, pool_);
+  // A frozen base (LoRA) has null weight gradients: its matrix dW products are skipped; RMSNorm's
+  // weight gradient (C floats, computed with dx by the same kernel) goes to a discarded scratch.
+  a.dw_scratch.assign(static_cast<size_t>(C), 0.f);
+  auto dw_or_scratch = [&](float* g) { return g ? g : a.dw_scratch.data(); };
+  cpu::rmsnorm_bwd(a.dxn, a.x, final_norm_, a.rstdf, N, C, a.dx, dw_or_scratch(dfinal_norm_),
+                   a.norm_ws, pool_);
   for (int64_t l = c.num_hidden_layers - 1; l >= 0; --l) {
     const Layer& W = layers_[static_cast<size_t>(l)];
     const LayerActs& A = a.layers[static_cast<size_t>(l)];
+    const Adapter* ad = lora_on_ ? adapters_[static_cast<size_t>(l)].data() : nullptr;
+    float* const* us = lora_on_ ? a.lora_us[static_cast<size_t>(l)].data() : nullptr;
+    // Adapter backward for projection t: input x, output gradient dy, dx_acc += its dx.
+    auto adapt = [&](LoraTarget t, const float* x, const float* dy, float* dx_acc) {
+      const int i = static_cast<int>(t);
+      if (ad && ad[i].on) lora_bwd(ad[i], l, x, us[i], dy, dx_acc, N);
+    };
     // MLP: out = h . Wd^T, h = silu(gate) * up.
     pool_.parallel_for(N, [&](int64_t r0, int64_t r1, int) {
       cpu::swiglu(A.gate + r0 * F, A.up + r0 * F, a.act + r0 * F, (r1 - r0) * F);
     });
     gemm_nn(pool_, a.dx, W.wd, a.dg, N, C, F, 0.f);       // dh [N, F]
-    gemm_tn_acc(pool_, a.dx, a.act, W.dwd, N, C, F);       // dWd [C, F]
+    if (W.dwd) gemm_tn_acc(pool_, a.dx, a.act, W.dwd, N, C, F);  // dWd [C, F]
+    adapt(LoraTarget::kDown, a.act, a.dx, a.dg);
     pool_.parallel_for(N, [&](int64_t r0, int64_t r1, int) {
       cpu::swiglu_bwd(A.gate + r0 * F, A.up + r0 * F, a.dg + r0 * F, a.dg + r0 * F,
                       a.du + r0 * F, (r1 - r0) * F);
     });
     gemm_nn(pool_, a.dg, W.wg, a.dxn, N, F, C, 0.f);
     gemm_nn(pool_, a.du, W.wu, a.dxn, N, F, C, 1.f);
-    gemm_tn_acc(pool_, a.dg, A.xn2, W.dwg, N, F, C);
-    gemm_tn_acc(pool_, a.du, A.xn2, W.dwu, N, F, C);
-    cpu::rmsnorm_bwd(a.dxn, A.xmid, W.mlp_norm, A.rstd2, N, C, a.dx, W.d_mlp_norm, a.norm_ws,
-                     pool_);
+    if (W.dwg) gemm_tn_acc(pool_, a.dg, A.xn2, W.dwg, N, F, C);
+    if (W.dwu) gemm_tn_acc(pool_, a.du, A.xn2, W.dwu, N, F, C);
+    adapt(LoraTarget::kGate, A.xn2, a.dg, a.dxn);
+    adapt(LoraTarget::kUp, A.xn2, a.du, a.dxn);
+    cpu::rmsnorm_bwd(a.dxn, A.xmid, W.mlp_norm, A.rstd2, N, C, a.dx, dw_or_scratch(W.d_mlp_norm),
+                     a.norm_ws, pool_);
     // Attention: out = att . Wo^T (+ bo).
     gemm_nn(pool_, a.dx, W.wo, a.datt, N, C, HD, 0.f);
-    gemm_tn_acc(pool_, a.dx, A.att, W.dwo, N, C, HD);
+    if (W.dwo) gemm_tn_acc(pool_, a.dx, A.att, W.dwo, N, C, HD);
+    adapt(LoraTarget::kO, A.att, a.dx, a.datt);
     if (W.dbo) bias_grad(a.dx, W.dbo, N, C);
     cpu::attention_bwd(A.q, A.k, A.v, A.att, A.lse, a.datt, B, T, sh, a.dq, a.dk, a.dv,
                        a.attn_ws, pool_);
@@ -488,14 +763,17 @@ void TrainModel::backward(const int32_t* tokens, int64_t B, int64_t T) {
     gemm_nn(pool_, a.dq, W.wq, a.dxn, N, HD, C, 0.f);
     gemm_nn(pool_, a.dk, W.wk, a.dxn, N, GD, C, 1.f);
     gemm_nn(pool_, a.dv, W.wv, a.dxn, N, GD, C, 1.f);
-    gemm_tn_acc(pool_, a.dq, A.xn1, W.dwq, N, HD, C);
-    gemm_tn_acc(pool_, a.dk, A.xn1, W.dwk, N, GD, C);
-    gemm_tn_acc(pool_, a.dv, A.xn1, W.dwv, N, GD, C);
-    cpu::rmsnorm_bwd(a.dxn, A.xin, W.attn_norm, A.rstd1, N, C, a.dx, W.d_attn_norm, a.norm_ws,
-                     pool_);
+    if (W.dwq) gemm_tn_acc(pool_, a.dq, A.xn1, W.dwq, N, HD, C);
+    if (W.dwk) gemm_tn_acc(pool_, a.dk, A.xn1, W.dwk, N, GD, C);
+    if (W.dwv) gemm_tn_acc(pool_, a.dv, A.xn1, W.dwv, N, GD, C);
+    adapt(LoraTarget::kQ, A.xn1, a.dq, a.dxn);
+    adapt(LoraTarget::kK, A.xn1, a.dk, a.dxn);
+    adapt(LoraTarget::kV, A.xn1, a.dv, a.dxn);
+    cpu::rmsnorm_bwd(a.dxn, A.xin, W.attn_norm, A.rstd1, N, C, a.dx, dw_or_scratch(W.d_attn_norm),
+                     a.norm_ws, pool_);
   }
-  // Embedding: scatter-add rows (sequential: tokens repeat).
-  for (int64_t i = 0; i < N; ++i) {
+  // Embedding: scatter-add rows (sequential: tokens repeat). Skipped when frozen.
+  for (int64_t i = 0; i < N && dembed_; ++i) {
     float* g = dembed_ + static_cast<int64_t>(tokens[i]) * C;
     const float* d = a.dx + i * C;
     for (int64_t k = 0; k < C; ++k) g[k] += d[k];
@@ -505,13 +783,19 @@ void TrainModel::backward(const int32_t* tokens, int64_t B, int64_t T) {
 double TrainModel::forward_backward(const int32_t* tokens, const int32_t* targets,
                                     const float* loss_weight, int64_t B, int64_t T) {
   KVLAB_CHECK(B > 0 && T > 0) << "forward_backward: B=" << B << " T=" << T;
+  if (base_frozen() && !lora_on_)
+    fail("forward_backward: the base parameters have no gradients (frozen) and no LoRA adapters "
+         "are enabled: nothing to train");
   BlasThreads bt(1);
   ensure(B, T, /*save=*/true);
+  lora_train_ = true;
   forward(tokens, B, T, /*save=*/true);
+  lora_train_ = false;
   const double loss = head_loss(targets, loss_weight, B * T, /*grad=*/true);
   bool any = false;
   for (int64_t i = 0; i < B * T && !any; ++i) any = targets[i] >= 0;
   if (any) backward(tokens, B, T);
+  if (lora_on_) ++lora_calls_;  // next call draws new dropout masks
   return loss;
 }
 
@@ -546,7 +830,16 @@ void TrainModel::export_hf(const std::string& dir, DType dtype) const {
   bytes.reserve(params_.size());
   for (const auto& p : params_) {
     bytes.emplace_back(static_cast<size_t>(p.numel()) * dtype_size(dtype));
-    from_f32(dtype, p.data, bytes.back().data(), static_cast<size_t>(p.numel()));
+    const float* src = p.data;
+    std::vector<float> merged;  // W + (alpha/r) B A for an adapted weight
+    for (const auto& layer : adapters_)
+      for (const Adapter& ad : layer)
+        if (ad.on && ad.W == p.data) {
+          merged.assign(p.data, p.data + p.numel());
+          merged_weight(ad, merged.data());
+          src = merged.data();
+        }
+    from_f32(dtype, src, bytes.back().data(), static_cast<size_t>(p.numel()));
     w.push_back({p.name, dtype, p.shape, bytes.back().data()});
   }
   ModelConfig cfg = cfg_;
