@@ -304,6 +304,61 @@ void fwd_tile(const AttnBwdTile& a, float* m, float* l) {
 
 }  // namespace
 
+namespace {
+inline __mmask16 first_lanes(int64_t n) {  // first min(n, 16) lanes
+  return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
+}
+}  // namespace
+
+// Three vector passes over a row held in L1/L2 (V = 4096: 16 KiB): max, then exp (exp512, the
+// sum widened to f64 per vector so that V terms add no f32 rounding), optionally stored.
+double xent_row_sumexp_avx512(float* z, int64_t V, float* m, bool store) {
+  __m512 mx = _mm512_set1_ps(-__builtin_inff());
+  int64_t i = 0;
+  for (; i + 16 <= V; i += 16) mx = _mm512_max_ps(mx, _mm512_loadu_ps(z + i));
+  if (i < V) mx = _mm512_mask_max_ps(mx, first_lanes(V - i), mx, _mm512_maskz_loadu_ps(first_lanes(V - i), z + i));
+  const float mf = _mm512_reduce_max_ps(mx);
+  *m = mf;
+  const __m512 mv = _mm512_set1_ps(mf);
+  __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+  for (i = 0; i < V; i += 16) {
+    const __mmask16 k = first_lanes(V - i);
+    // Masked-off lanes: exp512 of (0 - m) is finite but zeroed by the masked move.
+    const __m512 e = _mm512_maskz_mov_ps(k, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, z + i), mv)));
+    if (store) _mm512_mask_storeu_ps(z + i, k, e);
+    s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+    s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+  }
+  return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+}
+
+void scale_avx512(float* z, int64_t n, float c) {
+  const __m512 cv = _mm512_set1_ps(c);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = first_lanes(n - i);
+    _mm512_mask_storeu_ps(z + i, k, _mm512_mul_ps(cv, _mm512_maskz_loadu_ps(k, z + i)));
+  }
+}
+
+// dg = dh u s (1 + g (1 - s)), du = dh g s with s = 1 / (1 + exp(-g)); inputs of a vector are
+// loaded before its outputs are stored (dg may alias g, du may alias u).
+void swiglu_bwd_avx512(const float* g, const float* u, const float* dh, float* dg, float* du,
+                       int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = first_lanes(n - i);
+    const __m512 gv = _mm512_maskz_loadu_ps(k, g + i);
+    const __m512 uv = _mm512_maskz_loadu_ps(k, u + i);
+    const __m512 d = _mm512_maskz_loadu_ps(k, dh + i);
+    const __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), gv))));
+    const __m512 silu = _mm512_mul_ps(gv, s);
+    const __m512 dgv = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(d, uv), s),
+                                     _mm512_fmadd_ps(gv, _mm512_sub_ps(one, s), one));
+    _mm512_mask_storeu_ps(dg + i, k, dgv);
+    _mm512_mask_storeu_ps(du + i, k, _mm512_mul_ps(d, silu));
+  }
+}
+
 void attn_fwd_tile_avx512(const AttnBwdTile& a, float* m, float* l) {
   switch (a.D) {
     case 16: fwd_tile<1>(a, m, l); return;
