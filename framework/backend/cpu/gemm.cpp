@@ -25,6 +25,33 @@ void gemm_nt(const float* A, int64_t lda, int64_t M, const MatRef& B, float* C, 
   detail::gemm_nt_avx512(A, lda, M, B, C, ldc, pool, accumulate);
 }
 
+namespace {
+void check_f32_gemm(const char* what, int64_t lda, int64_t ldb, int64_t M, int64_t N, int64_t K,
+                    int64_t ldc, int64_t a_cols, int64_t b_cols, int64_t c_cols) {
+  KVLAB_CHECK(M >= 0 && N >= 0 && K >= 0 && lda >= a_cols && ldb >= b_cols && ldc >= c_cols)
+      << what << ": M=" << M << " N=" << N << " K=" << K << " lda=" << lda << " ldb=" << ldb
+      << " ldc=" << ldc;
+  KVLAB_CHECK(gemm_nt_available()) << what << ": needs AVX-512 (active ISA "
+                                   << isa_name(active_isa()) << ")";
+}
+}  // namespace
+
+void gemm_tn(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t M, int64_t N,
+             int64_t K, float* C, int64_t ldc, ThreadPool& pool, bool accumulate) {
+  check_f32_gemm("gemm_tn", lda, ldb, M, N, K, ldc, N, K, K);
+  if (N == 0 || K == 0) return;
+  KVLAB_CHECK(C && (M == 0 || (A && B))) << "gemm_tn: null pointer";
+  detail::gemm_tn_avx512(A, lda, B, ldb, M, N, K, C, ldc, pool, accumulate);
+}
+
+void gemm_nn(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t M, int64_t N,
+             int64_t K, float* C, int64_t ldc, ThreadPool& pool, bool accumulate) {
+  check_f32_gemm("gemm_nn", lda, ldb, M, N, K, ldc, N, K, K);
+  if (M == 0 || K == 0) return;
+  KVLAB_CHECK(C && (N == 0 || (A && B))) << "gemm_nn: null pointer";
+  detail::gemm_nn_avx512(A, lda, B, ldb, M, N, K, C, ldc, pool, accumulate);
+}
+
 void transpose_f32(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst,
                    int64_t ldd, ThreadPool& pool) {
   KVLAB_CHECK(rows >= 0 && cols >= 0 && lds >= cols && ldd >= rows)
