@@ -16,6 +16,8 @@
 #include <memory>
 #include <vector>
 
+#include "framework/backend/cpu/gemm.h"
+#include "framework/backend/cpu/train_kernels.h"
 #include "framework/core/rng.h"
 #include "framework/core/thread_pool.h"
 #include "framework/model/llama_train.h"
@@ -71,6 +73,113 @@ void BM_ForwardLoss(benchmark::State& st) {
   st.counters["tok/s"] =
       benchmark::Counter(static_cast<double>(B * T), benchmark::Counter::kIsIterationInvariantRate);
 }
+
+// ---- Backward products of the kvlab-tiny step at B*T = 4096 tokens (C 256, F 704, V 4096
+// head chunk of 1024 rows) as TrainModel's wrappers issue them (transposed copies + gemm_nt)
+// and as gemm_tn / gemm_nn do them directly. Args: M (tokens), N, K, threads.
+std::vector<float> randv(int64_t n, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = static_cast<float>(rng.normal());
+  return v;
+}
+
+// dW[N, K] += dY[M, N]^T X[M, K].  mode 0: two transpose_f32 + gemm_nt; 1: gemm_tn.
+void BM_GemmDw(benchmark::State& st) {
+  const int64_t M = st.range(0), N = st.range(1), K = st.range(2);
+  ThreadPool pool(static_cast<int>(st.range(3)));
+  const bool direct = st.range(4) == 1;
+  const auto A = randv(M * N, 1), B = randv(M * K, 2);
+  std::vector<float> C(static_cast<size_t>(N * K)), at(static_cast<size_t>(N * M)),
+      bt(static_cast<size_t>(K * M));
+  for (auto _ : st) {
+    if (direct) {
+      cpu::gemm_tn(A.data(), N, B.data(), K, M, N, K, C.data(), K, pool, true);
+    } else {
+      cpu::transpose_f32(A.data(), N, M, N, at.data(), M, pool);
+      cpu::transpose_f32(B.data(), K, M, K, bt.data(), M, pool);
+      cpu::gemm_nt(at.data(), M, N, MatRef{bt.data(), DType::kF32, K, M, M}, C.data(), K, pool,
+                   true);
+    }
+    benchmark::ClobberMemory();
+  }
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * N * K * 1e-9,
+                                              benchmark::Counter::kIsIterationInvariantRate);
+  st.SetLabel(direct ? "gemm_tn" : "transpose+gemm_nt");
+}
+
+// dX[M, K] = dY[M, N] W[N, K].  mode 0: transpose_f32 of W + gemm_nt; 1: gemm_nn.
+void BM_GemmDx(benchmark::State& st) {
+  const int64_t M = st.range(0), N = st.range(1), K = st.range(2);
+  ThreadPool pool(static_cast<int>(st.range(3)));
+  const bool direct = st.range(4) == 1;
+  const auto A = randv(M * N, 1), B = randv(N * K, 2);
+  std::vector<float> C(static_cast<size_t>(M * K)), bt(static_cast<size_t>(K * N));
+  for (auto _ : st) {
+    if (direct) {
+      cpu::gemm_nn(A.data(), N, B.data(), K, M, N, K, C.data(), K, pool, false);
+    } else {
+      cpu::transpose_f32(B.data(), K, N, K, bt.data(), N, pool);
+      cpu::gemm_nt(A.data(), N, M, MatRef{bt.data(), DType::kF32, K, N, N}, C.data(), K, pool);
+    }
+    benchmark::ClobberMemory();
+  }
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * N * K * 1e-9,
+                                              benchmark::Counter::kIsIterationInvariantRate);
+  st.SetLabel(direct ? "gemm_nn" : "transpose+gemm_nt");
+}
+
+void gemm_shapes(benchmark::internal::Benchmark* b) {
+  // (M, N, K): MLP down/gate/up, o_proj, q, k/v, LM head chunk (tied embedding) of one step.
+  const int64_t s[][3] = {{4096, 256, 704}, {4096, 704, 256}, {4096, 256, 256},
+                          {4096, 64, 256}, {1024, 4096, 256}};
+  for (auto& x : s)
+    for (int64_t mode : {0, 1}) b->Args({x[0], x[1], x[2], 2, mode});
+  b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+BENCHMARK(BM_GemmDw)->Apply(gemm_shapes);
+BENCHMARK(BM_GemmDx)->Apply(gemm_shapes);
+
+// Fused cross-entropy over a [1024, 4096] logits chunk (grad), mode 0: reference, 1: dispatch
+// (AVX-512 where active). Args: rows, V, threads, mode.
+void BM_CrossEntropy(benchmark::State& st) {
+  const int64_t T = st.range(0), V = st.range(1);
+  ThreadPool pool(static_cast<int>(st.range(2)));
+  const bool fast = st.range(3) == 1;
+  const auto z0 = randv(T * V, 4);
+  std::vector<int32_t> y(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) y[t] = static_cast<int32_t>((t * 7919) % V);
+  std::vector<float> z = z0;
+  for (auto _ : st) {
+    st.PauseTiming();
+    z = z0;
+    st.ResumeTiming();
+    const double l = fast ? cpu::cross_entropy_rows(z.data(), y.data(), nullptr, T, V, 1.0 / T,
+                                                    true, pool)
+                          : cpu::cross_entropy_rows_ref(z.data(), y.data(), nullptr, T, V,
+                                                        1.0 / T, true, pool);
+    benchmark::DoNotOptimize(l);
+  }
+  st.SetLabel(fast ? "fast" : "ref");
+}
+BENCHMARK(BM_CrossEntropy)->Args({1024, 4096, 2, 0})->Args({1024, 4096, 2, 1})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// SwiGLU backward over [4096, 704], mode 0: reference, 1: dispatch. Args: n, mode.
+void BM_SwigluBwd(benchmark::State& st) {
+  const int64_t n = st.range(0);
+  const bool fast = st.range(1) == 1;
+  const auto g = randv(n, 5), u = randv(n, 6), dh = randv(n, 7);
+  std::vector<float> dg(static_cast<size_t>(n)), du(static_cast<size_t>(n));
+  for (auto _ : st) {
+    if (fast) cpu::swiglu_bwd(g.data(), u.data(), dh.data(), dg.data(), du.data(), n);
+    else cpu::swiglu_bwd_ref(g.data(), u.data(), dh.data(), dg.data(), du.data(), n);
+    benchmark::ClobberMemory();
+  }
+  st.SetLabel(fast ? "fast" : "ref");
+}
+BENCHMARK(BM_SwigluBwd)->Args({4096 * 704, 0})->Args({4096 * 704, 1})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void shapes(benchmark::internal::Benchmark* b) {
   for (int threads : {2, 1})
