@@ -13,6 +13,8 @@
 // cores: 512: 5,928; 2K (B 4): 2,215; 4K: 1,939 (wall figures varied up to 2x with the load).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -128,6 +130,34 @@ void BM_GemmDx(benchmark::State& st) {
                                               benchmark::Counter::kIsIterationInvariantRate);
   st.SetLabel(direct ? "gemm_nn" : "transpose+gemm_nt");
 }
+
+// transpose_f32 of an activation [M, N] into a buffer whose start is 16 bytes past a line (as
+// malloc returns for large blocks), ldd = M. mode 0: blocks of 16 rows from row 0 (the layout
+// before line-aligned blocking: every store straddles two lines); 1: transpose_f32.
+void BM_Transpose(benchmark::State& st) {
+  const int64_t M = st.range(0), N = st.range(1);
+  ThreadPool pool(static_cast<int>(st.range(2)));
+  const bool aligned = st.range(3) == 1;
+  const auto A = randv(M * N, 1);
+  std::vector<float> buf(static_cast<size_t>(N * M + 32));
+  float* dst = buf.data() + (16 - (reinterpret_cast<uintptr_t>(buf.data()) % 64) / 4) % 16 + 4;
+  for (auto _ : st) {
+    if (aligned) {
+      cpu::transpose_f32(A.data(), N, M, N, dst, M, pool);
+    } else {
+      pool.parallel_for((M + 15) / 16, [&](int64_t b0, int64_t b1, int) {
+        if (b1 > b0)
+          cpu::detail::transpose_f32_avx512(A.data(), N, b0 * 16, std::min(M, b1 * 16), N, dst, M);
+      });
+    }
+    benchmark::ClobberMemory();
+  }
+  st.counters["GB/s"] = benchmark::Counter(2.0 * 4 * M * N * 1e-9,
+                                           benchmark::Counter::kIsIterationInvariantRate);
+  st.SetLabel(aligned ? "line-aligned" : "from row 0");
+}
+BENCHMARK(BM_Transpose)->Args({4096, 704, 2, 0})->Args({4096, 704, 2, 1})
+    ->Args({4096, 256, 2, 0})->Args({4096, 256, 2, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void gemm_shapes(benchmark::internal::Benchmark* b) {
   // (M, N, K): MLP down/gate/up, o_proj, q, k/v, LM head chunk (tied embedding) of one step.

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <random>
 #include <vector>
 
@@ -113,6 +114,31 @@ TEST(GemmTrain, NnMatchesReferenceAndTransposedNt) {
                               << " K=" << K;
           }
       }
+}
+
+// transpose_f32's line-aligned blocking (ldd % 16 == 0): a first block of up to 15 rows brings
+// the destination to a 64-byte line; checked for every start offset within a line, row counts
+// below, at and above the head, 1 and 2 threads. A pure copy: exact.
+TEST(GemmTrain, TransposeLineAlignedBlocking) {
+  if (!isa_supported(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 on this CPU";
+  ScopedIsa scoped(Isa::kAvx512);
+  ThreadPool pool1(1), pool2(2);
+  for (int64_t rows : {1, 7, 16, 40, 1000})
+    for (int64_t cols : {3, 33, 300}) {
+      const int64_t lds = cols + 1, ldd = (rows + 15) / 16 * 16 + 16;
+      const auto src = randu(static_cast<size_t>(rows * lds), static_cast<uint32_t>(rows * cols));
+      for (int64_t off = 0; off < 16; ++off)
+        for (ThreadPool* pool : {&pool1, &pool2}) {
+          std::vector<float> buf(static_cast<size_t>(cols * ldd + 32), -7.f);
+          const auto base = reinterpret_cast<uintptr_t>(buf.data());
+          float* dst = buf.data() + (16 - (base % 64) / 4) % 16 + off;  // off floats past a line
+          transpose_f32(src.data(), lds, rows, cols, dst, ldd, *pool);
+          for (int64_t c = 0; c < cols; ++c)
+            for (int64_t r = 0; r < ldd; ++r)
+              ASSERT_EQ(dst[c * ldd + r], r < rows ? src[r * lds + c] : -7.f)
+                  << rows << "x" << cols << " off " << off << " at " << r << "," << c;
+        }
+    }
 }
 
 TEST(GemmTrain, EmptyReductionAndBadArguments) {
