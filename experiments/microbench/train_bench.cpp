@@ -14,6 +14,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -209,6 +210,45 @@ void BM_SwigluBwd(benchmark::State& st) {
   st.SetLabel(fast ? "fast" : "ref");
 }
 BENCHMARK(BM_SwigluBwd)->Args({4096 * 704, 0})->Args({4096 * 704, 1})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Causal GQA attention of one kvlab-tiny layer (H 8, G 2, D 32) at B*T = 4096: forward
+// (attention_fwd) and backward (attention_bwd). Args: T, B, threads. With 1 thread the CPU
+// time column is the kernel's own cost (robust to other jobs on the machine).
+void BM_AttentionFwd(benchmark::State& st) {
+  const int64_t T = st.range(0), B = st.range(1);
+  ThreadPool pool(static_cast<int>(st.range(2)));
+  const cpu::AttentionShape sh{8, 2, 32, 1.0f / std::sqrt(32.0f)};
+  const auto q = randv(B * T * 256, 1), k = randv(B * T * 64, 2), v = randv(B * T * 64, 3);
+  std::vector<float> o(static_cast<size_t>(B * T * 256)), lse(static_cast<size_t>(B * T * 8));
+  for (auto _ : st) {
+    cpu::attention_fwd(q.data(), k.data(), v.data(), B, T, sh, o.data(), lse.data(), pool);
+    benchmark::ClobberMemory();
+  }
+  st.counters["GFLOP/s"] = benchmark::Counter(4.0 * 32 * 8 * B * T * (T + 1) / 2 * 1e-9,
+                                              benchmark::Counter::kIsIterationInvariantRate);
+}
+void BM_AttentionBwd(benchmark::State& st) {
+  const int64_t T = st.range(0), B = st.range(1);
+  ThreadPool pool(static_cast<int>(st.range(2)));
+  const cpu::AttentionShape sh{8, 2, 32, 1.0f / std::sqrt(32.0f)};
+  const auto q = randv(B * T * 256, 1), k = randv(B * T * 64, 2), v = randv(B * T * 64, 3);
+  const auto dout = randv(B * T * 256, 4);
+  std::vector<float> o(static_cast<size_t>(B * T * 256)), lse(static_cast<size_t>(B * T * 8));
+  cpu::attention_fwd(q.data(), k.data(), v.data(), B, T, sh, o.data(), lse.data(), pool);
+  std::vector<float> dq(o.size()), dk(k.size()), dv(v.size()),
+      ws(static_cast<size_t>(cpu::attention_bwd_ws_floats(B, T, sh)));
+  for (auto _ : st) {
+    cpu::attention_bwd(q.data(), k.data(), v.data(), o.data(), lse.data(), dout.data(), B, T, sh,
+                       dq.data(), dk.data(), dv.data(), ws.data(), pool);
+    benchmark::ClobberMemory();
+  }
+  st.counters["GFLOP/s"] = benchmark::Counter(10.0 * 32 * 8 * B * T * (T + 1) / 2 * 1e-9,
+                                              benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_AttentionFwd)->Args({512, 8, 1})->Args({2048, 2, 1})->Args({2048, 2, 2})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_AttentionBwd)->Args({512, 8, 1})->Args({2048, 2, 1})->Args({2048, 2, 2})
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void shapes(benchmark::internal::Benchmark* b) {

@@ -20,12 +20,17 @@ constexpr int64_t kBc = 64;  // keys per backward tile (K^T, V^T tiles of D x 64
 void rmsnorm_fwd(const float* x, int64_t T, int64_t C, const float* w, float eps, float* y,
                  float* rstd, ThreadPool& pool) {
   const detail::KernelTable& kt = detail::active_table();
+  const bool simd = active_isa() == Isa::kAvx512;
   pool.parallel_for(T, [&](int64_t t0, int64_t t1, int) {
     for (int64_t t = t0; t < t1; ++t) {
       const float* xr = x + t * C;
       kt.rmsnorm_row(xr, C, w, DType::kF32, eps, y + t * C);
       float ss = 0.f;
-      for (int64_t c = 0; c < C; ++c) ss += xr[c] * xr[c];
+      if (simd) {
+        ss = detail::sumsq_avx512(xr, C);
+      } else {
+        for (int64_t c = 0; c < C; ++c) ss += xr[c] * xr[c];
+      }
       rstd[t] = 1.0f / std::sqrt(ss / static_cast<float>(C) + eps);
     }
   });
@@ -33,6 +38,24 @@ void rmsnorm_fwd(const float* x, int64_t T, int64_t C, const float* w, float eps
 
 void rmsnorm_bwd(const float* dy, const float* x, const float* w, const float* rstd, int64_t T,
                  int64_t C, float* dx_acc, float* dw_acc, float* ws, ThreadPool& pool) {
+  if (active_isa() != Isa::kAvx512) {
+    rmsnorm_bwd_ref(dy, x, w, rstd, T, C, dx_acc, dw_acc, ws, pool);
+    return;
+  }
+  const int nt = pool.threads();
+  std::fill(ws, ws + nt * C, 0.f);
+  pool.parallel_for(T, [&](int64_t t0, int64_t t1, int worker) {
+    float* dw = ws + worker * C;
+    for (int64_t t = t0; t < t1; ++t)
+      detail::rmsnorm_bwd_row_avx512(dy + t * C, x + t * C, w, rstd[t], C, dx_acc + t * C, dw);
+  });
+  for (int i = 0; i < nt; ++i)
+    for (int64_t c = 0; c < C; ++c) dw_acc[c] += ws[i * C + c];
+}
+
+void rmsnorm_bwd_ref(const float* dy, const float* x, const float* w, const float* rstd,
+                     int64_t T, int64_t C, float* dx_acc, float* dw_acc, float* ws,
+                     ThreadPool& pool) {
   const int nt = pool.threads();
   std::fill(ws, ws + nt * C, 0.f);
   pool.parallel_for(T, [&](int64_t t0, int64_t t1, int worker) {

@@ -18,8 +18,12 @@ void rmsnorm_fwd(const float* x, int64_t T, int64_t C, const float* w, float eps
                  float* rstd, ThreadPool& pool);
 // dx_acc[t] += r (dy*w) - r^3/C * x * sum_c(dy*w*x);  dw_acc[c] += sum_t dy[t,c] x[t,c] r[t].
 // dw_acc is reduced over per-worker partials (ws: threads * C floats). Cost ~8 T C flops.
+// AVX-512 rows where active (same formula, vector sums), else the plain loop rmsnorm_bwd_ref.
 void rmsnorm_bwd(const float* dy, const float* x, const float* w, const float* rstd, int64_t T,
                  int64_t C, float* dx_acc, float* dw_acc, float* ws, ThreadPool& pool);
+void rmsnorm_bwd_ref(const float* dy, const float* x, const float* w, const float* rstd,
+                     int64_t T, int64_t C, float* dx_acc, float* dw_acc, float* ws,
+                     ThreadPool& pool);
 
 // ---- SwiGLU: h = silu(g) * u, silu(g) = g s(g), s = sigmoid ----
 // dg = dh u s(g) (1 + g (1 - s(g))), du = dh silu(g). Overwrites dg, du (may alias g, u).
@@ -97,6 +101,10 @@ void attn_bwd_tile_scalar(const AttnBwdTile& a);
 // Forward: folds a key tile into per-row online-softmax states m[t], l[t], acc = out rows.
 void attn_fwd_tile_avx512(const AttnBwdTile& a, float* m, float* l);
 void attn_bwd_tile_avx512(const AttnBwdTile& a);  // D % 16 == 0 only
+// RMSNorm: sum_c x[c]^2 of one row; one row of rmsnorm_bwd (dx_acc, dw partial accumulated).
+float sumsq_avx512(const float* x, int64_t C);
+void rmsnorm_bwd_row_avx512(const float* dy, const float* x, const float* w, float r, int64_t C,
+                            float* dx_acc, float* dw);
 // Cross-entropy row helpers: *m = max_i z[i]; returns sum_i exp(z[i] - *m) accumulated in f64;
 // store: z[i] = exp(z[i] - *m) (f32). V >= 1.
 double xent_row_sumexp_avx512(float* z, int64_t V, float* m, bool store);
