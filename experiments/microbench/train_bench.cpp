@@ -246,6 +246,17 @@ void BM_AttentionBwd(benchmark::State& st) {
   st.counters["GFLOP/s"] = benchmark::Counter(10.0 * 32 * 8 * B * T * (T + 1) / 2 * 1e-9,
                                               benchmark::Counter::kIsIterationInvariantRate);
 }
+// One core's AVX-512 FMA peak (register-only loop): the reference for the GFLOP/s above; read
+// the CPU-time column on a shared machine (counters are per wall second).
+void BM_FmaPeak(benchmark::State& st) {
+  float sink = 0;
+  int64_t flops = 0;
+  for (auto _ : st) flops += cpu::detail::fma_peak_loop(1'000'000, &sink);
+  benchmark::DoNotOptimize(sink);
+  st.counters["GFLOP"] = static_cast<double>(flops) * 1e-9 / static_cast<double>(st.iterations());
+}
+BENCHMARK(BM_FmaPeak)->Unit(benchmark::kMillisecond);
+
 BENCHMARK(BM_AttentionFwd)->Args({512, 8, 1})->Args({2048, 2, 1})->Args({2048, 2, 2})
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_AttentionBwd)->Args({512, 8, 1})->Args({2048, 2, 1})->Args({2048, 2, 2})
