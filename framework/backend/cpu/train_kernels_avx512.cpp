@@ -20,40 +20,63 @@ namespace {
 constexpr int kBc = 64;
 
 // Backward, R rows t0.. that see all 64 keys of a full tile: K^T, V^T, dK, dV and K loads are
-// shared by the R rows.
+// shared by the R rows. S and dP are formed in two passes over d (R x 4 accumulators each, so
+// R = 4 fits the 32 zmm registers); the pointers are read once into locals (stores through
+// float* would otherwise make the compiler reload them from `a` for every key). Rows are folded
+// into dK/dV in row order, so the result does not depend on R.
 template <int ND, int R>
 inline void bwd_rows_full(const AttnBwdTile& a, int64_t t0) {
   constexpr int D = ND * 16;
   alignas(64) float pbuf[R][kBc], dsbuf[R][kBc];
   const __m512 vscale = _mm512_set1_ps(a.scale);
-  __m512 s[R][4], dp[R][4];
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < 4; ++j) s[r][j] = dp[r][j] = _mm512_setzero_ps();
+  const float* const kt = a.kt;
+  const float* const vt = a.vt;
+  const float* const kb = a.k;
+  const int64_t ks = a.k_stride;
+  float* const dvb = a.dv;
+  float* const dkb = a.dk;
   const float *qt[R], *ot[R];
   for (int r = 0; r < R; ++r) {
     qt[r] = a.q + (t0 + r) * a.q_stride;
     ot[r] = a.dout + (t0 + r) * a.q_stride;
   }
-  for (int d = 0; d < D; ++d) {
-    const float* kr = a.kt + d * kBc;
-    const float* vr = a.vt + d * kBc;
-    for (int j = 0; j < 4; ++j) {
-      const __m512 kk = _mm512_loadu_ps(kr + 16 * j), vv = _mm512_loadu_ps(vr + 16 * j);
-      for (int r = 0; r < R; ++r) {
-        s[r][j] = _mm512_fmadd_ps(_mm512_set1_ps(qt[r][d]), kk, s[r][j]);
-        dp[r][j] = _mm512_fmadd_ps(_mm512_set1_ps(ot[r][d]), vv, dp[r][j]);
+  {
+    __m512 sv[R][4];
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < 4; ++j) sv[r][j] = _mm512_setzero_ps();
+    for (int d = 0; d < D; ++d) {
+      const float* kr = kt + d * kBc;
+      for (int j = 0; j < 4; ++j) {
+        const __m512 kk = _mm512_loadu_ps(kr + 16 * j);
+        for (int r = 0; r < R; ++r)
+          sv[r][j] = _mm512_fmadd_ps(_mm512_set1_ps(qt[r][d]), kk, sv[r][j]);
       }
     }
+    for (int r = 0; r < R; ++r) {
+      const __m512 lv = _mm512_set1_ps(a.lse[(t0 + r) * a.lse_stride]);
+      for (int j = 0; j < 4; ++j)
+        _mm512_store_ps(pbuf[r] + 16 * j, exp512(_mm512_fmsub_ps(vscale, sv[r][j], lv)));
+    }
   }
-  for (int r = 0; r < R; ++r) {
-    const int64_t t = t0 + r;
-    const __m512 lv = _mm512_set1_ps(a.lse[t * a.lse_stride]);
-    const __m512 dl = _mm512_set1_ps(a.delta[t * a.lse_stride]);
-    for (int j = 0; j < 4; ++j) {
-      const __m512 p = exp512(_mm512_fmsub_ps(vscale, s[r][j], lv));
-      _mm512_store_ps(pbuf[r] + 16 * j, p);
-      _mm512_store_ps(dsbuf[r] + 16 * j,
-                      _mm512_mul_ps(_mm512_mul_ps(p, vscale), _mm512_sub_ps(dp[r][j], dl)));
+  {
+    __m512 dp[R][4];
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < 4; ++j) dp[r][j] = _mm512_setzero_ps();
+    for (int d = 0; d < D; ++d) {
+      const float* vr = vt + d * kBc;
+      for (int j = 0; j < 4; ++j) {
+        const __m512 vv = _mm512_loadu_ps(vr + 16 * j);
+        for (int r = 0; r < R; ++r)
+          dp[r][j] = _mm512_fmadd_ps(_mm512_set1_ps(ot[r][d]), vv, dp[r][j]);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      const __m512 dl = _mm512_set1_ps(a.delta[(t0 + r) * a.lse_stride]);
+      for (int j = 0; j < 4; ++j) {
+        const __m512 p = _mm512_load_ps(pbuf[r] + 16 * j);
+        _mm512_store_ps(dsbuf[r] + 16 * j,
+                        _mm512_mul_ps(_mm512_mul_ps(p, vscale), _mm512_sub_ps(dp[r][j], dl)));
+      }
     }
   }
   __m512 qv[R][ND], ov[R][ND], dqv[R][ND];
@@ -64,9 +87,9 @@ inline void bwd_rows_full(const AttnBwdTile& a, int64_t t0) {
       dqv[r][i] = _mm512_setzero_ps();
     }
   for (int c = 0; c < kBc; ++c) {
-    float* dvr = a.dv + c * D;
-    float* dkr = a.dk + c * D;
-    const float* kc = a.k + c * a.k_stride;
+    float* dvr = dvb + c * D;
+    float* dkr = dkb + c * D;
+    const float* kc = kb + c * ks;
     for (int i = 0; i < ND; ++i) {
       __m512 dvv = _mm512_loadu_ps(dvr + 16 * i), dkv = _mm512_loadu_ps(dkr + 16 * i);
       const __m512 kv = _mm512_loadu_ps(kc + 16 * i);
@@ -97,7 +120,7 @@ void tile(const AttnBwdTile& a) {
   alignas(64) float pbuf[kBc], dsbuf[kBc];
   const __m512 vscale = _mm512_set1_ps(a.scale);
   const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-  constexpr int R = ND <= 4 ? 2 : 1;
+  constexpr int R = ND <= 2 ? 4 : (ND <= 4 ? 2 : 1);
   for (int64_t t = a.c0; t < a.t_end; ++t) {
     if (a.n_keys == kBc && t >= a.c0 + kBc - 1) {
       for (; t + R <= a.t_end; t += R) bwd_rows_full<ND, R>(a, t);

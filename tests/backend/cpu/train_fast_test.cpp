@@ -1,9 +1,9 @@
 // AVX-512 training kernels against their plain references (style.md 4.1): fused cross-entropy
 // (cross_entropy_rows vs cross_entropy_rows_ref), the SwiGLU backward (swiglu_bwd vs
-// swiglu_bwd_ref) and the RMSNorm backward (rmsnorm_bwd vs rmsnorm_bwd_ref), on sizes with and
-// without a 16-lane tail, ignored rows, weights, aliased outputs and extreme inputs. The
-// PyTorch goldens for these ops are in tests/train/train_kernels_test.cpp (which runs the
-// dispatched, i.e. fast, paths).
+// swiglu_bwd_ref), the RMSNorm backward (rmsnorm_bwd vs rmsnorm_bwd_ref) and the attention
+// backward (attention_bwd vs attention_bwd_ref), on sizes with and without a 16-lane tail,
+// ignored rows, weights, aliased outputs and extreme inputs. The PyTorch goldens for these ops
+// are in tests/train/train_kernels_test.cpp (which runs the dispatched, i.e. fast, paths).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -127,6 +127,46 @@ TEST(TrainFast, RmsNormMatchesReference) {
                       dw_ref.data(), ws.data(), pool);
       EXPECT_TRUE(testing::all_close(dx.data(), dx_ref.data(), T * C, 1e-5, 1e-5)) << "C=" << C;
       EXPECT_TRUE(testing::all_close(dw.data(), dw_ref.data(), C, 1e-5, 1e-5)) << "C=" << C;
+    }
+}
+
+// attention_bwd's AVX-512 tiles (4 rows at a time for D <= 32, 2 for D <= 64, 1 above) against
+// the f64 reference attention_bwd_ref over several full 64-key tiles, a ragged last tile and
+// row counts that leave every remainder of the row blocking; lse from attention_fwd. Each
+// gradient element sums up to T = 300 keys (x H/G heads) of O(1) products after an f32 exp
+// (~1e-7 relative): error ~ sqrt(T) 1e-7 of the gradient's scale; atol 1e-4 * max |ref| as the
+// golden test in tests/train.
+TEST(TrainFast, AttentionBackwardMatchesReference) {
+  if (!isa_supported(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 on this CPU";
+  ScopedIsa scoped(Isa::kAvx512);
+  ThreadPool pool(2);
+  for (int64_t D : {16, 32, 64, 80})
+    for (int64_t T : {129, 300}) {
+      const int64_t B = 2, H = 4, G = 2;
+      const AttentionShape sh{H, G, D, 1.0f / std::sqrt(static_cast<float>(D))};
+      const auto q = randu(static_cast<size_t>(B * T * H * D), 31, -1.5f, 1.5f);
+      const auto k = randu(static_cast<size_t>(B * T * G * D), 32, -1.5f, 1.5f);
+      const auto v = randu(static_cast<size_t>(B * T * G * D), 33, -1.f, 1.f);
+      const auto dout = randu(static_cast<size_t>(B * T * H * D), 34, -1.f, 1.f);
+      std::vector<float> o(q.size()), lse(static_cast<size_t>(B * T * H));
+      attention_fwd(q.data(), k.data(), v.data(), B, T, sh, o.data(), lse.data(), pool);
+      std::vector<float> dq(q.size()), dk(k.size()), dv(v.size()), rq(q.size()), rk(k.size()),
+          rv(v.size()), ws(static_cast<size_t>(attention_bwd_ws_floats(B, T, sh)));
+      attention_bwd(q.data(), k.data(), v.data(), o.data(), lse.data(), dout.data(), B, T, sh,
+                    dq.data(), dk.data(), dv.data(), ws.data(), pool);
+      attention_bwd_ref(q.data(), k.data(), v.data(), dout.data(), B, T, sh, rq.data(), rk.data(),
+                        rv.data());
+      auto max_abs = [](const std::vector<float>& x) {
+        double m = 0;
+        for (float e : x) m = std::max(m, static_cast<double>(std::fabs(e)));
+        return m;
+      };
+      EXPECT_TRUE(testing::all_close(dq.data(), rq.data(), dq.size(), 1e-4 * max_abs(rq), 0))
+          << "D=" << D << " T=" << T;
+      EXPECT_TRUE(testing::all_close(dk.data(), rk.data(), dk.size(), 1e-4 * max_abs(rk), 0))
+          << "D=" << D << " T=" << T;
+      EXPECT_TRUE(testing::all_close(dv.data(), rv.data(), dv.size(), 1e-4 * max_abs(rv), 0))
+          << "D=" << D << " T=" << T;
     }
 }
 
