@@ -11,6 +11,13 @@
 // 1 thread, same core type): SkylakeX 512: 1,796, 2K: 400; unset 512: ~600, 2K: 242.
 // Two threads (GEMMs split by rows over the pool), best of runs while other jobs shared the
 // cores: 512: 5,928; 2K (B 4): 2,215; 4K: 1,939 (wall figures varied up to 2x with the load).
+//
+// Kernel A/B (2026-11-25, same VM at load 8-10, so the CPU-time column; in-process or
+// alternating binaries): BM_AttentionBwd, 1 thread, full-tile rows 2 -> 4 at a time: T 512 x 8:
+// 46 -> 32 ms, T 2048 x 2: 169 -> 115 ms (3 of 3 runs). BM_CrossEntropy [1024, 4096] ref ->
+// fast: 20.3 -> 1.6 ms (main thread of 2). BM_SwigluBwd [4096, 704]: 13.5 -> 4.5 ms.
+// BM_GemmDw 4096 tokens x 256 x 704, transpose + gemm_nt -> gemm_tn: 9.3 -> 6.5 ms (main thread
+// of 2). BM_FmaPeak: ~174 GFLOP/s per core (CPU time), the scale for the GFLOP/s counters.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
