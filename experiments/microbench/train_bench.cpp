@@ -113,8 +113,8 @@ void BM_GemmDw(benchmark::State& st) {
     }
     benchmark::ClobberMemory();
   }
-  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * N * K * 1e-9,
-                                              benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * M * N * K * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   st.SetLabel(direct ? "gemm_tn" : "transpose+gemm_nt");
 }
 
@@ -134,8 +134,8 @@ void BM_GemmDx(benchmark::State& st) {
     }
     benchmark::ClobberMemory();
   }
-  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * N * K * 1e-9,
-                                              benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * M * N * K * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   st.SetLabel(direct ? "gemm_nn" : "transpose+gemm_nt");
 }
 
@@ -160,17 +160,22 @@ void BM_Transpose(benchmark::State& st) {
     }
     benchmark::ClobberMemory();
   }
-  st.counters["GB/s"] = benchmark::Counter(2.0 * 4 * M * N * 1e-9,
-                                           benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["GB/s"] =
+      benchmark::Counter(2.0 * 4 * M * N * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   st.SetLabel(aligned ? "line-aligned" : "from row 0");
 }
-BENCHMARK(BM_Transpose)->Args({4096, 704, 2, 0})->Args({4096, 704, 2, 1})
-    ->Args({4096, 256, 2, 0})->Args({4096, 256, 2, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Transpose)
+    ->Args({4096, 704, 2, 0})
+    ->Args({4096, 704, 2, 1})
+    ->Args({4096, 256, 2, 0})
+    ->Args({4096, 256, 2, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 void gemm_shapes(benchmark::internal::Benchmark* b) {
   // (M, N, K): MLP down/gate/up, o_proj, q, k/v, LM head chunk (tied embedding) of one step.
-  const int64_t s[][3] = {{4096, 256, 704}, {4096, 704, 256}, {4096, 256, 256},
-                          {4096, 64, 256}, {1024, 4096, 256}};
+  const int64_t s[][3] = {
+      {4096, 256, 704}, {4096, 704, 256}, {4096, 256, 256}, {4096, 64, 256}, {1024, 4096, 256}};
   for (auto& x : s)
     for (int64_t mode : {0, 1}) b->Args({x[0], x[1], x[2], 2, mode});
   b->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -192,16 +197,18 @@ void BM_CrossEntropy(benchmark::State& st) {
     st.PauseTiming();
     z = z0;
     st.ResumeTiming();
-    const double l = fast ? cpu::cross_entropy_rows(z.data(), y.data(), nullptr, T, V, 1.0 / T,
-                                                    true, pool)
-                          : cpu::cross_entropy_rows_ref(z.data(), y.data(), nullptr, T, V,
-                                                        1.0 / T, true, pool);
+    const double l =
+        fast ? cpu::cross_entropy_rows(z.data(), y.data(), nullptr, T, V, 1.0 / T, true, pool)
+             : cpu::cross_entropy_rows_ref(z.data(), y.data(), nullptr, T, V, 1.0 / T, true, pool);
     benchmark::DoNotOptimize(l);
   }
   st.SetLabel(fast ? "fast" : "ref");
 }
-BENCHMARK(BM_CrossEntropy)->Args({1024, 4096, 2, 0})->Args({1024, 4096, 2, 1})
-    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_CrossEntropy)
+    ->Args({1024, 4096, 2, 0})
+    ->Args({1024, 4096, 2, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 // SwiGLU backward over [4096, 704], mode 0: reference, 1: dispatch. Args: n, mode.
 void BM_SwigluBwd(benchmark::State& st) {
@@ -210,14 +217,19 @@ void BM_SwigluBwd(benchmark::State& st) {
   const auto g = randv(n, 5), u = randv(n, 6), dh = randv(n, 7);
   std::vector<float> dg(static_cast<size_t>(n)), du(static_cast<size_t>(n));
   for (auto _ : st) {
-    if (fast) cpu::swiglu_bwd(g.data(), u.data(), dh.data(), dg.data(), du.data(), n);
-    else cpu::swiglu_bwd_ref(g.data(), u.data(), dh.data(), dg.data(), du.data(), n);
+    if (fast)
+      cpu::swiglu_bwd(g.data(), u.data(), dh.data(), dg.data(), du.data(), n);
+    else
+      cpu::swiglu_bwd_ref(g.data(), u.data(), dh.data(), dg.data(), du.data(), n);
     benchmark::ClobberMemory();
   }
   st.SetLabel(fast ? "fast" : "ref");
 }
-BENCHMARK(BM_SwigluBwd)->Args({4096 * 704, 0})->Args({4096 * 704, 1})
-    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_SwigluBwd)
+    ->Args({4096 * 704, 0})
+    ->Args({4096 * 704, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 // Causal GQA attention of one kvlab-tiny layer (H 8, G 2, D 32) at B*T = 4096: forward
 // (attention_fwd) and backward (attention_bwd). Args: T, B, threads. With 1 thread the CPU
@@ -264,10 +276,18 @@ void BM_FmaPeak(benchmark::State& st) {
 }
 BENCHMARK(BM_FmaPeak)->Unit(benchmark::kMillisecond);
 
-BENCHMARK(BM_AttentionFwd)->Args({512, 8, 1})->Args({2048, 2, 1})->Args({2048, 2, 2})
-    ->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_AttentionBwd)->Args({512, 8, 1})->Args({2048, 2, 1})->Args({2048, 2, 2})
-    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_AttentionFwd)
+    ->Args({512, 8, 1})
+    ->Args({2048, 2, 1})
+    ->Args({2048, 2, 2})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_AttentionBwd)
+    ->Args({512, 8, 1})
+    ->Args({2048, 2, 1})
+    ->Args({2048, 2, 2})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 void shapes(benchmark::internal::Benchmark* b) {
   for (int threads : {2, 1})

@@ -177,9 +177,14 @@ json kvlab_round(const Options& o, ThreadPool& pool, const Shape& s) {
   }
   const double best = *std::min_element(times.begin(), times.end());
   const double best_cpu = *std::min_element(cpu.begin(), cpu.end());
-  return {{"step_s", best}, {"tok_s", n / best}, {"step_times_s", times},
-          {"step_cpu_s", best_cpu}, {"tok_per_cpu_s", n / best_cpu}, {"step_cpu_times_s", cpu},
-          {"loss", loss}, {"num_params", m.num_params()}};
+  return {{"step_s", best},
+          {"tok_s", n / best},
+          {"step_times_s", times},
+          {"step_cpu_s", best_cpu},
+          {"tok_per_cpu_s", n / best_cpu},
+          {"step_cpu_times_s", cpu},
+          {"loss", loss},
+          {"num_params", m.num_params()}};
 }
 
 json torch_round(const Options& o, const Shape& s) {
@@ -284,18 +289,25 @@ int main(int argc, char** argv) {
       rounds.push_back({{"load_average_before_kvlab", l0}, {"load_average_before_torch", l1},
                         {"load_average_after", l2}, {"kvlab", kj}, {"torch", tj}});
     }
-    J["shapes"].push_back({{"seq", s.T}, {"batch", s.B}, {"tokens_per_step", s.B * s.T},
-                           {"kvlab_tok_s", bk}, {"kvlab_tok_per_cpu_s", bc}, {"torch_tok_s", std::isnan(bt) ? json() : json(bt)},
+    J["shapes"].push_back({{"seq", s.T},
+                           {"batch", s.B},
+                           {"tokens_per_step", s.B * s.T},
+                           {"kvlab_tok_s", bk},
+                           {"kvlab_tok_per_cpu_s", bc},
+                           {"torch_tok_s", std::isnan(bt) ? json() : json(bt)},
                            {"ratio_kvlab_over_torch", std::isnan(bt) ? json() : json(bk / bt)},
-                           {"torch_version", torch_version}, {"rounds", rounds}});
+                           {"torch_version", torch_version},
+                           {"rounds", rounds}});
     rows.push_back({s, bk, bc, bt, load_str()});
   }
   J["load_average_end"] = load_str();
   J["wall_s"] = now_s() - t_start;
 
-  std::printf("\nTraining step tokens/s (best of %d rounds x %d steps, kvlab and torch "
-              "alternating, f32; tok/cpu-s: kvlab tokens per CPU-second of the process, all "
-              "threads)\n", o.rounds, o.steps);
+  std::printf(
+      "\nTraining step tokens/s (best of %d rounds x %d steps, kvlab and torch "
+      "alternating, f32; tok/cpu-s: kvlab tokens per CPU-second of the process, all "
+      "threads)\n",
+      o.rounds, o.steps);
   std::printf("  %-6s %-3s %-8s %12s %12s %12s %10s  %s\n", "T", "B", "tok/step", "kvlab tok/s",
               "tok/cpu-s", "torch tok/s", "kvlab/torch", "load avg after");
   bool goal = true;

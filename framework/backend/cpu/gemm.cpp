@@ -1,11 +1,11 @@
 // gemm_nt: argument checks and dispatch (baseline x86-64; the kernel is in gemm_avx512.cpp).
 #include "framework/backend/cpu/gemm.h"
 
-#include "framework/backend/cpu/cpu_features.h"
-#include "framework/core/error.h"
-
 #include <algorithm>
 #include <cstdint>
+
+#include "framework/backend/cpu/cpu_features.h"
+#include "framework/core/error.h"
 
 namespace kvlab::cpu {
 
@@ -32,8 +32,8 @@ void check_f32_gemm(const char* what, int64_t lda, int64_t ldb, int64_t M, int64
   KVLAB_CHECK(M >= 0 && N >= 0 && K >= 0 && lda >= a_cols && ldb >= b_cols && ldc >= c_cols)
       << what << ": M=" << M << " N=" << N << " K=" << K << " lda=" << lda << " ldb=" << ldb
       << " ldc=" << ldc;
-  KVLAB_CHECK(gemm_nt_available()) << what << ": needs AVX-512 (active ISA "
-                                   << isa_name(active_isa()) << ")";
+  KVLAB_CHECK(gemm_nt_available())
+      << what << ": needs AVX-512 (active ISA " << isa_name(active_isa()) << ")";
 }
 }  // namespace
 

@@ -60,12 +60,10 @@ namespace detail {
 // The AVX-512 implementation (gemm_avx512.cpp); call only after the run-time ISA check.
 void gemm_nt_avx512(const float* A, int64_t lda, int64_t M, const MatRef& B, float* C,
                     int64_t ldc, ThreadPool& pool, bool accumulate);
-void gemm_tn_avx512(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t M,
-                    int64_t N, int64_t K, float* C, int64_t ldc, ThreadPool& pool,
-                    bool accumulate);
-void gemm_nn_avx512(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t M,
-                    int64_t N, int64_t K, float* C, int64_t ldc, ThreadPool& pool,
-                    bool accumulate);
+void gemm_tn_avx512(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t M, int64_t N,
+                    int64_t K, float* C, int64_t ldc, ThreadPool& pool, bool accumulate);
+void gemm_nn_avx512(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t M, int64_t N,
+                    int64_t K, float* C, int64_t ldc, ThreadPool& pool, bool accumulate);
 // Transposes rows [r0, r1) of src (all cols) into dst (see transpose_f32).
 void transpose_f32_avx512(const float* src, int64_t lds, int64_t r0, int64_t r1, int64_t cols,
                           float* dst, int64_t ldd);

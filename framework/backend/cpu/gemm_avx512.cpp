@@ -232,8 +232,8 @@ using PackB = void (*)(const void*, int64_t, int, int64_t, float*);
 
 }  // namespace
 
-void gemm_nt_avx512(const float* A, int64_t lda, int64_t M, const MatRef& B, float* C,
-                    int64_t ldc, ThreadPool& pool, bool accumulate) {
+void gemm_nt_avx512(const float* A, int64_t lda, int64_t M, const MatRef& B, float* C, int64_t ldc,
+                    ThreadPool& pool, bool accumulate) {
   const PackB pack_b = B.dtype == DType::kF32    ? &pack_panel<DType::kF32, kNR>
                        : B.dtype == DType::kBF16 ? &pack_panel<DType::kBF16, kNR>
                                                  : &pack_panel<DType::kF16, kNR>;
@@ -250,9 +250,8 @@ void gemm_nt_avx512(const float* A, int64_t lda, int64_t M, const MatRef& B, flo
       C, ldc, pool, accumulate);
 }
 
-void gemm_tn_avx512(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t M,
-                    int64_t N, int64_t K, float* C, int64_t ldc, ThreadPool& pool,
-                    bool accumulate) {
+void gemm_tn_avx512(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t M, int64_t N,
+                    int64_t K, float* C, int64_t ldc, ThreadPool& pool, bool accumulate) {
   // C[N, K] over the reduction index m < M: the nt form with A' = A^T [N, M], B' = B^T [K, M].
   gemm_driver(
       N, K, M,
@@ -265,9 +264,8 @@ void gemm_tn_avx512(const float* A, int64_t lda, const float* B, int64_t ldb, in
       C, ldc, pool, accumulate);
 }
 
-void gemm_nn_avx512(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t M,
-                    int64_t N, int64_t K, float* C, int64_t ldc, ThreadPool& pool,
-                    bool accumulate) {
+void gemm_nn_avx512(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t M, int64_t N,
+                    int64_t K, float* C, int64_t ldc, ThreadPool& pool, bool accumulate) {
   // C[M, K] over the reduction index n < N: the nt form with B' = B^T [K, N].
   gemm_driver(
       M, K, N,

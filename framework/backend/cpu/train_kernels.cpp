@@ -53,9 +53,8 @@ void rmsnorm_bwd(const float* dy, const float* x, const float* w, const float* r
     for (int64_t c = 0; c < C; ++c) dw_acc[c] += ws[i * C + c];
 }
 
-void rmsnorm_bwd_ref(const float* dy, const float* x, const float* w, const float* rstd,
-                     int64_t T, int64_t C, float* dx_acc, float* dw_acc, float* ws,
-                     ThreadPool& pool) {
+void rmsnorm_bwd_ref(const float* dy, const float* x, const float* w, const float* rstd, int64_t T,
+                     int64_t C, float* dx_acc, float* dw_acc, float* ws, ThreadPool& pool) {
   const int nt = pool.threads();
   std::fill(ws, ws + nt * C, 0.f);
   pool.parallel_for(T, [&](int64_t t0, int64_t t1, int worker) {
@@ -369,8 +368,8 @@ double cross_entropy_rows(float* logits, const int32_t* targets, const float* we
   return total;
 }
 
-double cross_entropy_rows_ref(float* logits, const int32_t* targets, const float* weight,
-                              int64_t T, int64_t V, double inv_norm, bool grad, ThreadPool& pool) {
+double cross_entropy_rows_ref(float* logits, const int32_t* targets, const float* weight, int64_t T,
+                              int64_t V, double inv_norm, bool grad, ThreadPool& pool) {
   std::vector<double> part(static_cast<size_t>(pool.threads()), 0.0);
   pool.parallel_for(T, [&](int64_t t0, int64_t t1, int worker) {
     double acc = 0;

@@ -21,9 +21,8 @@ void rmsnorm_fwd(const float* x, int64_t T, int64_t C, const float* w, float eps
 // AVX-512 rows where active (same formula, vector sums), else the plain loop rmsnorm_bwd_ref.
 void rmsnorm_bwd(const float* dy, const float* x, const float* w, const float* rstd, int64_t T,
                  int64_t C, float* dx_acc, float* dw_acc, float* ws, ThreadPool& pool);
-void rmsnorm_bwd_ref(const float* dy, const float* x, const float* w, const float* rstd,
-                     int64_t T, int64_t C, float* dx_acc, float* dw_acc, float* ws,
-                     ThreadPool& pool);
+void rmsnorm_bwd_ref(const float* dy, const float* x, const float* w, const float* rstd, int64_t T,
+                     int64_t C, float* dx_acc, float* dw_acc, float* ws, ThreadPool& pool);
 
 // ---- SwiGLU: h = silu(g) * u, silu(g) = g s(g), s = sigmoid ----
 // dg = dh u s(g) (1 + g (1 - s(g))), du = dh silu(g). Overwrites dg, du (may alias g, u).
@@ -74,8 +73,8 @@ void attention_bwd_ref(const float* q, const float* k, const float* v, const flo
 // the gradient). Both are deterministic for a given thread count (per-worker f64 partials).
 double cross_entropy_rows(float* logits, const int32_t* targets, const float* weight, int64_t T,
                           int64_t V, double inv_norm, bool grad, ThreadPool& pool);
-double cross_entropy_rows_ref(float* logits, const int32_t* targets, const float* weight,
-                              int64_t T, int64_t V, double inv_norm, bool grad, ThreadPool& pool);
+double cross_entropy_rows_ref(float* logits, const int32_t* targets, const float* weight, int64_t T,
+                              int64_t V, double inv_norm, bool grad, ThreadPool& pool);
 
 namespace detail {
 // Inner tile of attention_bwd for one (sequence, query head, key tile): see train_kernels.cpp.

@@ -327,7 +327,6 @@ void fwd_tile(const AttnBwdTile& a, float* m, float* l) {
 
 }  // namespace
 
-
 namespace {
 inline __mmask16 first_lanes(int64_t n) {  // first min(n, 16) lanes
   return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
@@ -355,8 +354,9 @@ void rmsnorm_bwd_row_avx512(const float* dy, const float* x, const float* w, flo
   __m512 d0 = _mm512_setzero_ps();
   for (int64_t i = 0; i < C; i += 16) {
     const __mmask16 k = first_lanes(C - i);
-    d0 = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, dy + i), _mm512_maskz_loadu_ps(k, w + i)),
-                         _mm512_maskz_loadu_ps(k, x + i), d0);
+    d0 = _mm512_fmadd_ps(
+        _mm512_mul_ps(_mm512_maskz_loadu_ps(k, dy + i), _mm512_maskz_loadu_ps(k, w + i)),
+        _mm512_maskz_loadu_ps(k, x + i), d0);
   }
   const float dot = _mm512_reduce_add_ps(d0);
   const __m512 rv = _mm512_set1_ps(r), kv = _mm512_set1_ps(r * r * r * dot / static_cast<float>(C));
@@ -366,7 +366,8 @@ void rmsnorm_bwd_row_avx512(const float* dy, const float* x, const float* w, flo
     const __m512 wv = _mm512_maskz_loadu_ps(k, w + i);
     const __m512 dx = _mm512_fnmadd_ps(kv, xv, _mm512_mul_ps(_mm512_mul_ps(rv, dyv), wv));
     _mm512_mask_storeu_ps(dx_acc + i, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, dx_acc + i), dx));
-    _mm512_mask_storeu_ps(dw + i, k, _mm512_fmadd_ps(_mm512_mul_ps(dyv, xv), rv, _mm512_maskz_loadu_ps(k, dw + i)));
+    _mm512_mask_storeu_ps(
+        dw + i, k, _mm512_fmadd_ps(_mm512_mul_ps(dyv, xv), rv, _mm512_maskz_loadu_ps(k, dw + i)));
   }
 }
 
@@ -376,7 +377,9 @@ double xent_row_sumexp_avx512(float* z, int64_t V, float* m, bool store) {
   __m512 mx = _mm512_set1_ps(-__builtin_inff());
   int64_t i = 0;
   for (; i + 16 <= V; i += 16) mx = _mm512_max_ps(mx, _mm512_loadu_ps(z + i));
-  if (i < V) mx = _mm512_mask_max_ps(mx, first_lanes(V - i), mx, _mm512_maskz_loadu_ps(first_lanes(V - i), z + i));
+  if (i < V)
+    mx = _mm512_mask_max_ps(mx, first_lanes(V - i), mx,
+                            _mm512_maskz_loadu_ps(first_lanes(V - i), z + i));
   const float mf = _mm512_reduce_max_ps(mx);
   *m = mf;
   const __m512 mv = _mm512_set1_ps(mf);
@@ -384,10 +387,12 @@ double xent_row_sumexp_avx512(float* z, int64_t V, float* m, bool store) {
   for (i = 0; i < V; i += 16) {
     const __mmask16 k = first_lanes(V - i);
     // Masked-off lanes: exp512 of (0 - m) is finite but zeroed by the masked move.
-    const __m512 e = _mm512_maskz_mov_ps(k, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, z + i), mv)));
+    const __m512 e =
+        _mm512_maskz_mov_ps(k, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, z + i), mv)));
     if (store) _mm512_mask_storeu_ps(z + i, k, e);
     s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
-    s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+    s1 = _mm512_add_pd(
+        s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
   }
   return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
 }
@@ -410,7 +415,8 @@ void swiglu_bwd_avx512(const float* g, const float* u, const float* dh, float* d
     const __m512 gv = _mm512_maskz_loadu_ps(k, g + i);
     const __m512 uv = _mm512_maskz_loadu_ps(k, u + i);
     const __m512 d = _mm512_maskz_loadu_ps(k, dh + i);
-    const __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), gv))));
+    const __m512 s =
+        _mm512_div_ps(one, _mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), gv))));
     const __m512 silu = _mm512_mul_ps(gv, s);
     const __m512 dgv = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(d, uv), s),
                                      _mm512_fmadd_ps(gv, _mm512_sub_ps(one, s), one));

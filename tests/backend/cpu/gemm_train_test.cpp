@@ -56,9 +56,9 @@ void check(const std::vector<float>& c, const std::vector<float>& c0, int64_t ro
       }
       const double tol = (R + 3) * kU * s * (1 + 1e-6) + 1e-30;
       if (!(std::fabs(c[ix] - y) <= tol)) {
-        ADD_FAILURE() << what << " rows=" << rows << " cols=" << cols << " R=" << R << " acc="
-                      << accumulate << " at (" << i << "," << j << "): " << c[ix] << " vs " << y
-                      << " tol " << tol;
+        ADD_FAILURE() << what << " rows=" << rows << " cols=" << cols << " R=" << R
+                      << " acc=" << accumulate << " at (" << i << "," << j << "): " << c[ix]
+                      << " vs " << y << " tol " << tol;
         ++bad;
       }
     }
@@ -68,9 +68,9 @@ TEST(GemmTrain, TnMatchesReferenceAndTransposedNt) {
   if (!isa_supported(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 on this CPU";
   ScopedIsa scoped(Isa::kAvx512);
   ThreadPool pool1(1), pool2(2);
-  for (int64_t M : {1, 13, 777})  // reduction (tokens)
-    for (int64_t N : {1, 15, 64, 130})         // rows of C
-      for (int64_t K : {1, 33, 100, 530}) {    // columns of C
+  for (int64_t M : {1, 13, 777})             // reduction (tokens)
+    for (int64_t N : {1, 15, 64, 130})       // rows of C
+      for (int64_t K : {1, 33, 100, 530}) {  // columns of C
         const int64_t lda = N + 3, ldb = K + 5, ldc = K + 2;
         const auto A = randu(static_cast<size_t>(M * lda), static_cast<uint32_t>(M + 7 * N));
         const auto B = randu(static_cast<size_t>(M * ldb), static_cast<uint32_t>(M + 11 * K));
@@ -80,8 +80,9 @@ TEST(GemmTrain, TnMatchesReferenceAndTransposedNt) {
           for (bool acc : {false, true}) {
             auto c = c0, cnt = c0;
             gemm_tn(A.data(), lda, B.data(), ldb, M, N, K, c.data(), ldc, *pool, acc);
-            check(c, c0, N, K, ldc, M, acc, [&](int64_t i, int64_t r) { return A[r * lda + i]; },
-                  [&](int64_t j, int64_t r) { return B[r * ldb + j]; }, "gemm_tn");
+            check(
+                c, c0, N, K, ldc, M, acc, [&](int64_t i, int64_t r) { return A[r * lda + i]; },
+                [&](int64_t j, int64_t r) { return B[r * ldb + j]; }, "gemm_tn");
             gemm_nt(At.data(), M, N, MatRef{Bt.data(), DType::kF32, K, M, M}, cnt.data(), ldc,
                     *pool, acc);
             ASSERT_EQ(c, cnt) << "gemm_tn != gemm_nt on transposed copies, M=" << M << " N=" << N
@@ -95,7 +96,7 @@ TEST(GemmTrain, NnMatchesReferenceAndTransposedNt) {
   ScopedIsa scoped(Isa::kAvx512);
   ThreadPool pool1(1), pool2(2);
   for (int64_t M : {1, 13, 300})             // rows of C
-    for (int64_t N : {1, 15, 777})  // reduction
+    for (int64_t N : {1, 15, 777})           // reduction
       for (int64_t K : {1, 33, 100, 530}) {  // columns of C
         const int64_t lda = N + 3, ldb = K + 5, ldc = K + 2;
         const auto A = randu(static_cast<size_t>(M * lda), static_cast<uint32_t>(M + 7 * N));
@@ -106,8 +107,9 @@ TEST(GemmTrain, NnMatchesReferenceAndTransposedNt) {
           for (bool acc : {false, true}) {
             auto c = c0, cnt = c0;
             gemm_nn(A.data(), lda, B.data(), ldb, M, N, K, c.data(), ldc, *pool, acc);
-            check(c, c0, M, K, ldc, N, acc, [&](int64_t i, int64_t r) { return A[i * lda + r]; },
-                  [&](int64_t j, int64_t r) { return B[r * ldb + j]; }, "gemm_nn");
+            check(
+                c, c0, M, K, ldc, N, acc, [&](int64_t i, int64_t r) { return A[i * lda + r]; },
+                [&](int64_t j, int64_t r) { return B[r * ldb + j]; }, "gemm_nn");
             gemm_nt(A.data(), lda, M, MatRef{Bt.data(), DType::kF32, K, N, N}, cnt.data(), ldc,
                     *pool, acc);
             ASSERT_EQ(c, cnt) << "gemm_nn != gemm_nt on transposed B, M=" << M << " N=" << N

@@ -123,8 +123,8 @@ TEST(TrainFast, RmsNormMatchesReference) {
       std::vector<float> dw(C, 0.5f), dw_ref(C, 0.5f);
       rmsnorm_bwd(dy.data(), x.data(), w.data(), rs.data(), T, C, dx.data(), dw.data(), ws.data(),
                   pool);
-      rmsnorm_bwd_ref(dy.data(), x.data(), w.data(), rs.data(), T, C, dx_ref.data(),
-                      dw_ref.data(), ws.data(), pool);
+      rmsnorm_bwd_ref(dy.data(), x.data(), w.data(), rs.data(), T, C, dx_ref.data(), dw_ref.data(),
+                      ws.data(), pool);
       EXPECT_TRUE(testing::all_close(dx.data(), dx_ref.data(), T * C, 1e-5, 1e-5)) << "C=" << C;
       EXPECT_TRUE(testing::all_close(dw.data(), dw_ref.data(), C, 1e-5, 1e-5)) << "C=" << C;
     }
