@@ -24,7 +24,10 @@ constexpr int kBc = 64;
 // R = 4 fits the 32 zmm registers); the pointers are read once into locals (stores through
 // float* would otherwise make the compiler reload them from `a` for every key). Rows are folded
 // into dK/dV in row order, so the result does not depend on R.
-template <int ND, int R>
+// kMasked: rows of a diagonal (or ragged last) tile, row t seeing keys c < min(n_keys,
+// t - c0 + 1): p and dS are zero past that (the products they feed add exact zeros) and the key
+// loop stops at the last row's limit, so the rows give the same values as one at a time.
+template <int ND, int R, bool kMasked = false>
 inline void bwd_rows_full(const AttnBwdTile& a, int64_t t0) {
   constexpr int D = ND * 16;
   alignas(64) float pbuf[R][kBc], dsbuf[R][kBc];
@@ -54,8 +57,18 @@ inline void bwd_rows_full(const AttnBwdTile& a, int64_t t0) {
     }
     for (int r = 0; r < R; ++r) {
       const __m512 lv = _mm512_set1_ps(a.lse[(t0 + r) * a.lse_stride]);
-      for (int j = 0; j < 4; ++j)
-        _mm512_store_ps(pbuf[r] + 16 * j, exp512(_mm512_fmsub_ps(vscale, sv[r][j], lv)));
+      for (int j = 0; j < 4; ++j) {
+        __m512 p = exp512(_mm512_fmsub_ps(vscale, sv[r][j], lv));
+        if constexpr (kMasked) {
+          const int64_t vis = t0 + r - a.c0 + 1 < a.n_keys ? t0 + r - a.c0 + 1 : a.n_keys;
+          const int64_t left = vis - 16 * j;  // visible keys in this chunk of 16
+          const __mmask16 k = left >= 16  ? static_cast<__mmask16>(0xFFFF)
+                              : left <= 0 ? static_cast<__mmask16>(0)
+                                          : static_cast<__mmask16>((1u << left) - 1u);
+          p = _mm512_maskz_mov_ps(k, p);
+        }
+        _mm512_store_ps(pbuf[r] + 16 * j, p);
+      }
     }
   }
   {
@@ -86,7 +99,12 @@ inline void bwd_rows_full(const AttnBwdTile& a, int64_t t0) {
       ov[r][i] = _mm512_loadu_ps(ot[r] + 16 * i);
       dqv[r][i] = _mm512_setzero_ps();
     }
-  for (int c = 0; c < kBc; ++c) {
+  int64_t n_c = kBc;
+  if constexpr (kMasked) {
+    const int64_t last = t0 + R - 1 - a.c0 + 1;  // keys seen by the last row
+    n_c = last < a.n_keys ? last : a.n_keys;
+  }
+  for (int64_t c = 0; c < n_c; ++c) {
     float* dvr = dvb + c * D;
     float* dkr = dkb + c * D;
     const float* kc = kb + c * ks;
@@ -121,7 +139,13 @@ void tile(const AttnBwdTile& a) {
   const __m512 vscale = _mm512_set1_ps(a.scale);
   const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
   constexpr int R = ND <= 2 ? 4 : (ND <= 4 ? 2 : 1);
-  for (int64_t t = a.c0; t < a.t_end; ++t) {
+  // Rows that see only part of the tile: R at a time with masks while R of them remain.
+  const int64_t first_full = a.n_keys == kBc ? a.c0 + kBc - 1 : a.t_end;
+  const int64_t part_end = first_full < a.t_end ? first_full : a.t_end;
+  int64_t t_start = a.c0;
+  if constexpr (R > 1)
+    for (; t_start + R <= part_end; t_start += R) bwd_rows_full<ND, R, true>(a, t_start);
+  for (int64_t t = t_start; t < a.t_end; ++t) {
     if (a.n_keys == kBc && t >= a.c0 + kBc - 1) {
       for (; t + R <= a.t_end; t += R) bwd_rows_full<ND, R>(a, t);
       for (; t < a.t_end; ++t) bwd_rows_full<ND, 1>(a, t);
