@@ -36,6 +36,20 @@ bool gemm_nt_available();
 void gemm_nt(const float* A, int64_t lda, int64_t M, const MatRef& B, float* C, int64_t ldc,
              ThreadPool& pool, bool accumulate = false);
 
+// The two other products of a training backward, on the same blocked kernel with no transposed
+// copies: the operand that is K-major in memory is packed by plain row copies instead of 16x16
+// register transposes (cheaper than gemm_nt's own packing). f32 only; A, B, C must not alias C.
+//   gemm_tn: C[n, k] (+)= sum_m A[m * lda + n] * B[m * ldb + k]   (dW = dY^T X: M = tokens)
+//            for n < N, k < K;  A [M, N], B [M, K], C [N, K] row-major.
+//   gemm_nn: C[m, k] (+)= sum_n A[m * lda + n] * B[n * ldb + k]   (dX = dY W)
+//            for m < M, k < K;  A [M, N], B [N, K], C [M, K] row-major.
+// 2 M N K flops each. Same tiling, thread partition and K slicing as gemm_nt (results depend
+// only on the shapes and the thread count). Require gemm_nt_available().
+void gemm_tn(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t M, int64_t N,
+             int64_t K, float* C, int64_t ldc, ThreadPool& pool, bool accumulate);
+void gemm_nn(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t M, int64_t N,
+             int64_t K, float* C, int64_t ldc, ThreadPool& pool, bool accumulate);
+
 // dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols (f32), split over the pool in
 // row blocks (a pure copy: the result does not depend on the thread count). src and dst must
 // not overlap. Requires gemm_nt_available() (16x16 AVX-512 register-tile transposes).
@@ -46,6 +60,10 @@ namespace detail {
 // The AVX-512 implementation (gemm_avx512.cpp); call only after the run-time ISA check.
 void gemm_nt_avx512(const float* A, int64_t lda, int64_t M, const MatRef& B, float* C,
                     int64_t ldc, ThreadPool& pool, bool accumulate);
+void gemm_tn_avx512(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t M, int64_t N,
+                    int64_t K, float* C, int64_t ldc, ThreadPool& pool, bool accumulate);
+void gemm_nn_avx512(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t M, int64_t N,
+                    int64_t K, float* C, int64_t ldc, ThreadPool& pool, bool accumulate);
 // Transposes rows [r0, r1) of src (all cols) into dst (see transpose_f32).
 void transpose_f32_avx512(const float* src, int64_t lds, int64_t r0, int64_t r1, int64_t cols,
                           float* dst, int64_t ldd);

@@ -141,23 +141,39 @@ float* scratch(std::vector<float>& v, size_t n) {
   return reinterpret_cast<float*>((p + 63) & ~static_cast<uintptr_t>(63));
 }
 
-using PackB = void (*)(const void*, int64_t, int, int64_t, float*);
+// Packs a K-major source panel: dst[k * W + j] = src[k * ld + j] for k < kc, j < cols_valid,
+// zeros for j >= cols_valid. The source is already [K, W]-shaped (A^T or B^T of the nt form), so
+// packing is a plain copy of W contiguous floats per k (the transpose of pack_panel).
+template <int W>
+void pack_kmajor(const float* src, int64_t ld, int cols_valid, int64_t kc, float* dst) {
+  static_assert(W == kMR || W == kNR, "panel width");
+  if constexpr (W == kMR) {
+    const __mmask16 m = mask_n(cols_valid);
+    for (int64_t k = 0; k < kc; ++k)
+      _mm512_mask_storeu_ps(dst + k * W, mask_n(W), _mm512_maskz_loadu_ps(m, src + k * ld));
+  } else {
+    const __mmask16 m0 = mask_n(cols_valid), m1 = mask_n(std::max(0, cols_valid - 16));
+    for (int64_t k = 0; k < kc; ++k) {
+      _mm512_store_ps(dst + k * W, _mm512_maskz_loadu_ps(m0, src + k * ld));
+      _mm512_store_ps(dst + k * W + 16, _mm512_maskz_loadu_ps(m1, src + k * ld + 16));
+    }
+  }
+}
 
-}  // namespace
-
-void gemm_nt_avx512(const float* A, int64_t lda, int64_t M, const MatRef& B, float* C,
-                    int64_t ldc, ThreadPool& pool, bool accumulate) {
-  const int64_t N = B.rows, K = B.cols;
+// Blocked driver shared by gemm_nt / gemm_tn / gemm_nn: C[M, N] (+)= sum_k a(m, k) b(n, k).
+// pack_a(r0, rows_valid, pc, kc, dst) packs rows r0.. of the A operand over k in [pc, pc + kc)
+// into a kMR-wide K-major panel; pack_b(c0, cols_valid, pc, kc, dst) the same for a kNR-wide
+// panel of B. The task partition and the K slicing depend only on (M, N, K, threads), so each
+// entry point is deterministic for a given thread count.
+template <class PackA, class PackB>
+void gemm_driver(int64_t M, int64_t N, int64_t K, const PackA& pack_a, const PackB& pack_b,
+                 float* C, int64_t ldc, ThreadPool& pool, bool accumulate) {
   if (M == 0 || N == 0) return;
   if (K == 0) {
     if (accumulate) return;
     for (int64_t m = 0; m < M; ++m) std::fill(C + m * ldc, C + m * ldc + N, 0.f);
     return;
   }
-  const PackB pack_b = B.dtype == DType::kF32    ? &pack_panel<DType::kF32, kNR>
-                       : B.dtype == DType::kBF16 ? &pack_panel<DType::kBF16, kNR>
-                                                 : &pack_panel<DType::kF16, kNR>;
-  const int64_t esz = static_cast<int64_t>(dtype_size(B.dtype));
   // Balanced K slices of at most kKC.
   const int64_t n_kc = (K + kKC - 1) / kKC;
   const int64_t kc_step = (K + n_kc - 1) / n_kc;
@@ -187,17 +203,15 @@ void gemm_nt_avx512(const float* A, int64_t lda, int64_t M, const MatRef& B, flo
       const int64_t kc = std::min(kc_step, K - pc);
       for (int64_t ip = 0; ip < mpn; ++ip) {
         const int64_t r0 = m0 + ip * kMR;
-        pack_panel<DType::kF32, kMR>(A + r0 * lda + pc, lda,
-                                     static_cast<int>(std::min<int64_t>(kMR, m1 - r0)), kc,
-                                     ap + ip * kMR * kc);
+        pack_a(r0, static_cast<int>(std::min<int64_t>(kMR, m1 - r0)), pc, kc, ap + ip * kMR * kc);
       }
       for (int64_t nb = n0; nb < n1; nb += kNC) {
         const int64_t nbe = std::min(n1, nb + kNC);
         const int64_t jpn = (nbe - nb + kNR - 1) / kNR;
         for (int64_t jp = 0; jp < jpn; ++jp) {
           const int64_t c0 = nb + jp * kNR;
-          pack_b(static_cast<const char*>(B.data) + (c0 * B.ld + pc) * esz, B.ld,
-                 static_cast<int>(std::min<int64_t>(kNR, nbe - c0)), kc, bp + jp * kNR * kc);
+          pack_b(c0, static_cast<int>(std::min<int64_t>(kNR, nbe - c0)), pc, kc,
+                 bp + jp * kNR * kc);
         }
         for (int64_t ip = 0; ip < mpn; ++ip) {
           const int64_t r0 = m0 + ip * kMR;
@@ -212,6 +226,56 @@ void gemm_nt_avx512(const float* A, int64_t lda, int64_t M, const MatRef& B, flo
       }
     }
   });
+}
+
+using PackB = void (*)(const void*, int64_t, int, int64_t, float*);
+
+}  // namespace
+
+void gemm_nt_avx512(const float* A, int64_t lda, int64_t M, const MatRef& B, float* C, int64_t ldc,
+                    ThreadPool& pool, bool accumulate) {
+  const PackB pack_b = B.dtype == DType::kF32    ? &pack_panel<DType::kF32, kNR>
+                       : B.dtype == DType::kBF16 ? &pack_panel<DType::kBF16, kNR>
+                                                 : &pack_panel<DType::kF16, kNR>;
+  const int64_t esz = static_cast<int64_t>(dtype_size(B.dtype));
+  const char* bd = static_cast<const char*>(B.data);
+  gemm_driver(
+      M, B.rows, B.cols,
+      [&](int64_t r0, int rows, int64_t pc, int64_t kc, float* dst) {
+        pack_panel<DType::kF32, kMR>(A + r0 * lda + pc, lda, rows, kc, dst);
+      },
+      [&](int64_t c0, int cols, int64_t pc, int64_t kc, float* dst) {
+        pack_b(bd + (c0 * B.ld + pc) * esz, B.ld, cols, kc, dst);
+      },
+      C, ldc, pool, accumulate);
+}
+
+void gemm_tn_avx512(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t M, int64_t N,
+                    int64_t K, float* C, int64_t ldc, ThreadPool& pool, bool accumulate) {
+  // C[N, K] over the reduction index m < M: the nt form with A' = A^T [N, M], B' = B^T [K, M].
+  gemm_driver(
+      N, K, M,
+      [&](int64_t r0, int rows, int64_t pc, int64_t kc, float* dst) {
+        pack_kmajor<kMR>(A + pc * lda + r0, lda, rows, kc, dst);
+      },
+      [&](int64_t c0, int cols, int64_t pc, int64_t kc, float* dst) {
+        pack_kmajor<kNR>(B + pc * ldb + c0, ldb, cols, kc, dst);
+      },
+      C, ldc, pool, accumulate);
+}
+
+void gemm_nn_avx512(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t M, int64_t N,
+                    int64_t K, float* C, int64_t ldc, ThreadPool& pool, bool accumulate) {
+  // C[M, K] over the reduction index n < N: the nt form with B' = B^T [K, N].
+  gemm_driver(
+      M, K, N,
+      [&](int64_t r0, int rows, int64_t pc, int64_t kc, float* dst) {
+        pack_panel<DType::kF32, kMR>(A + r0 * lda + pc, lda, rows, kc, dst);
+      },
+      [&](int64_t c0, int cols, int64_t pc, int64_t kc, float* dst) {
+        pack_kmajor<kNR>(B + pc * ldb + c0, ldb, cols, kc, dst);
+      },
+      C, ldc, pool, accumulate);
 }
 
 void transpose_f32_avx512(const float* src, int64_t lds, int64_t r0, int64_t r1, int64_t cols,

@@ -20,12 +20,17 @@ constexpr int64_t kBc = 64;  // keys per backward tile (K^T, V^T tiles of D x 64
 void rmsnorm_fwd(const float* x, int64_t T, int64_t C, const float* w, float eps, float* y,
                  float* rstd, ThreadPool& pool) {
   const detail::KernelTable& kt = detail::active_table();
+  const bool simd = active_isa() == Isa::kAvx512;
   pool.parallel_for(T, [&](int64_t t0, int64_t t1, int) {
     for (int64_t t = t0; t < t1; ++t) {
       const float* xr = x + t * C;
       kt.rmsnorm_row(xr, C, w, DType::kF32, eps, y + t * C);
       float ss = 0.f;
-      for (int64_t c = 0; c < C; ++c) ss += xr[c] * xr[c];
+      if (simd) {
+        ss = detail::sumsq_avx512(xr, C);
+      } else {
+        for (int64_t c = 0; c < C; ++c) ss += xr[c] * xr[c];
+      }
       rstd[t] = 1.0f / std::sqrt(ss / static_cast<float>(C) + eps);
     }
   });
@@ -33,6 +38,23 @@ void rmsnorm_fwd(const float* x, int64_t T, int64_t C, const float* w, float eps
 
 void rmsnorm_bwd(const float* dy, const float* x, const float* w, const float* rstd, int64_t T,
                  int64_t C, float* dx_acc, float* dw_acc, float* ws, ThreadPool& pool) {
+  if (active_isa() != Isa::kAvx512) {
+    rmsnorm_bwd_ref(dy, x, w, rstd, T, C, dx_acc, dw_acc, ws, pool);
+    return;
+  }
+  const int nt = pool.threads();
+  std::fill(ws, ws + nt * C, 0.f);
+  pool.parallel_for(T, [&](int64_t t0, int64_t t1, int worker) {
+    float* dw = ws + worker * C;
+    for (int64_t t = t0; t < t1; ++t)
+      detail::rmsnorm_bwd_row_avx512(dy + t * C, x + t * C, w, rstd[t], C, dx_acc + t * C, dw);
+  });
+  for (int i = 0; i < nt; ++i)
+    for (int64_t c = 0; c < C; ++c) dw_acc[c] += ws[i * C + c];
+}
+
+void rmsnorm_bwd_ref(const float* dy, const float* x, const float* w, const float* rstd, int64_t T,
+                     int64_t C, float* dx_acc, float* dw_acc, float* ws, ThreadPool& pool) {
   const int nt = pool.threads();
   std::fill(ws, ws + nt * C, 0.f);
   pool.parallel_for(T, [&](int64_t t0, int64_t t1, int worker) {
@@ -56,6 +78,15 @@ void rmsnorm_bwd(const float* dy, const float* x, const float* w, const float* r
 }
 
 void swiglu_bwd(const float* g, const float* u, const float* dh, float* dg, float* du, int64_t n) {
+  if (active_isa() == Isa::kAvx512) {
+    detail::swiglu_bwd_avx512(g, u, dh, dg, du, n);
+    return;
+  }
+  swiglu_bwd_ref(g, u, dh, dg, du, n);
+}
+
+void swiglu_bwd_ref(const float* g, const float* u, const float* dh, float* dg, float* du,
+                    int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const float gi = g[i], ui = u[i], d = dh[i];
     const float s = 1.f / (1.f + std::exp(-gi));
@@ -304,6 +335,41 @@ void attention_bwd_ref(const float* q, const float* k, const float* v, const flo
 
 double cross_entropy_rows(float* logits, const int32_t* targets, const float* weight, int64_t T,
                           int64_t V, double inv_norm, bool grad, ThreadPool& pool) {
+  if (active_isa() != Isa::kAvx512 || V < 1)
+    return cross_entropy_rows_ref(logits, targets, weight, T, V, inv_norm, grad, pool);
+  std::vector<double> part(static_cast<size_t>(pool.threads()), 0.0);
+  pool.parallel_for(T, [&](int64_t t0, int64_t t1, int worker) {
+    double acc = 0;
+    for (int64_t t = t0; t < t1; ++t) {
+      float* z = logits + t * V;
+      const int32_t y = targets[t];
+      if (y < 0) {
+        if (grad) std::fill(z, z + V, 0.f);
+        continue;
+      }
+      KVLAB_CHECK(y < V) << "cross_entropy: target " << y << " outside vocabulary [0, " << V << ")";
+      const double w = weight ? weight[t] : 1.0;
+      const float zy = z[y];
+      float m = 0.f;
+      // Same e = exp(z - m) values whether stored or not, so the loss does not depend on grad.
+      const double sum = detail::xent_row_sumexp_avx512(z, V, &m, grad);
+      acc += w * (m + std::log(sum) - zy);
+      if (grad) {
+        // softmax = e / sum; dlogits = coef (softmax - onehot), coef = w / norm.
+        const double coef = w * inv_norm;
+        detail::scale_avx512(z, V, static_cast<float>(coef / sum));
+        z[y] -= static_cast<float>(coef);
+      }
+    }
+    part[static_cast<size_t>(worker)] += acc;
+  });
+  double total = 0;
+  for (double x : part) total += x;
+  return total;
+}
+
+double cross_entropy_rows_ref(float* logits, const int32_t* targets, const float* weight, int64_t T,
+                              int64_t V, double inv_norm, bool grad, ThreadPool& pool) {
   std::vector<double> part(static_cast<size_t>(pool.threads()), 0.0);
   pool.parallel_for(T, [&](int64_t t0, int64_t t1, int worker) {
     double acc = 0;
