@@ -54,18 +54,12 @@ void split(ThreadPool& pool, int64_t M, const std::function<void(int64_t, int64_
   });
 }
 
-// With AVX-512 active every product runs on the packed SGEMM cpu::gemm_nt (C = A . B^T, ~5x
-// OpenBLAS's SSE3 kernels here); products not in that form get explicit transposes into
-// per-thread scratch buffers that grow once and are reused (N*K copies against M*N*K FMAs).
-// gemm_nt's partition depends only on the thread count, so results stay deterministic.
+// With AVX-512 active every product runs on kvlab's packed SGEMM (cpu::gemm_nt / gemm_nn /
+// gemm_tn, ~5x OpenBLAS's SSE3 kernels here; gemm_nn and gemm_tn pack straight from memory, no
+// transposed copies). The partition depends only on the thread count: results are deterministic.
 // Without AVX-512 the OpenBLAS path below is used unchanged.
 bool use_packed() { return cpu::gemm_nt_available(); }
 
-float* grow(std::vector<float>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-  return v.data();
-}
-thread_local std::vector<float> t_scratch_a, t_scratch_b;
 
 // C[M, N] = A[M, K] . B[N, K]^T + beta C   (forward of y = x W^T: 2 M N K flops); beta 0 or 1.
 void gemm_nt(ThreadPool& pool, const float* A, const float* B, float* C, int64_t M, int64_t N,
@@ -83,9 +77,7 @@ void gemm_nt(ThreadPool& pool, const float* A, const float* B, float* C, int64_t
 void gemm_nn(ThreadPool& pool, const float* A, const float* B, float* C, int64_t M, int64_t N,
              int64_t K, float beta) {
   if (use_packed()) {
-    float* bt = grow(t_scratch_b, K * N);  // B^T [K, N]
-    cpu::transpose_f32(B, K, N, K, bt, N, pool);
-    cpu::gemm_nt(A, N, M, MatRef{bt, DType::kF32, K, N, N}, C, K, pool, beta != 0.f);
+    cpu::gemm_nn(A, N, B, K, M, N, K, C, K, pool, beta != 0.f);
     return;
   }
   split(pool, M, [&](int64_t m0, int64_t m1) {
@@ -98,11 +90,7 @@ void gemm_tn_acc(ThreadPool& pool, const float* A, const float* B, float* C, int
                  int64_t K) {
   if (use_packed()) {
     if (M == 0) return;
-    float* at = grow(t_scratch_a, N * M);  // A^T [N, M]
-    float* bt = grow(t_scratch_b, K * M);  // B^T [K, M]
-    cpu::transpose_f32(A, N, M, N, at, M, pool);
-    cpu::transpose_f32(B, K, M, K, bt, M, pool);
-    cpu::gemm_nt(at, M, N, MatRef{bt, DType::kF32, K, M, M}, C, K, pool, true);
+    cpu::gemm_tn(A, N, B, K, M, N, K, C, K, pool, true);
     return;
   }
   split(pool, N, [&](int64_t n0, int64_t n1) {
