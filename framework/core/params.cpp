@@ -20,6 +20,20 @@ std::string param_type_name(ParamDecl::Type t) {
   return "?";
 }
 
+ParamDecl param_decl(std::string name, ParamDecl::Type type, ParamValue def, std::string help,
+                     std::optional<double> min, std::optional<double> max,
+                     std::vector<std::string> choices) {
+  ParamDecl d;
+  d.name = std::move(name);
+  d.type = type;
+  d.default_value = std::move(def);
+  d.help = std::move(help);
+  d.min = min;
+  d.max = max;
+  d.choices = std::move(choices);
+  return d;
+}
+
 std::string param_value_to_string(const ParamValue& v) {
   if (auto* b = std::get_if<bool>(&v)) return *b ? "true" : "false";
   if (auto* i = std::get_if<int64_t>(&v)) return std::to_string(*i);

@@ -29,6 +29,12 @@ struct ParamDecl {
   std::function<void(const ParamValue&)> check;
 };
 
+// A declaration written help-first (long parameter lists read better this way).
+ParamDecl param_decl(std::string name, ParamDecl::Type type, ParamValue def, std::string help,
+                     std::optional<double> min = std::nullopt,
+                     std::optional<double> max = std::nullopt,
+                     std::vector<std::string> choices = {});
+
 std::string param_type_name(ParamDecl::Type t);
 std::string param_value_to_string(const ParamValue& v);
 

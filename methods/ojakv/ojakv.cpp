@@ -27,19 +27,6 @@ DType parse_dtype(const std::string& s) {
   return DType::kF16;
 }
 
-ParamDecl decl(std::string name, ParamDecl::Type type, ParamValue def, std::string help,
-               std::optional<double> min = std::nullopt, std::optional<double> max = std::nullopt,
-               std::vector<std::string> choices = {}) {
-  ParamDecl d;
-  d.name = std::move(name);
-  d.type = type;
-  d.default_value = std::move(def);
-  d.help = std::move(help);
-  d.min = min;
-  d.max = max;
-  d.choices = std::move(choices);
-  return d;
-}
 
 // OpenBLAS's thread count is process-global: pinned to n for a scope (as in
 // backend/cpu/linear.cpp).
@@ -87,103 +74,103 @@ std::vector<ParamDecl> ojakv_params() {
   using T = ParamDecl::Type;
   std::vector<ParamDecl> p;
   p.push_back(
-      decl("bases", T::kString, std::string(),
+      param_decl("bases", T::kString, std::string(),
            "calibrated bases file from `kvlab calibrate` (per layer and KV head; required)"));
-  p.push_back(decl("key_basis", T::kChoice, std::string("qk"),
+  p.push_back(param_decl("key_basis", T::kChoice, std::string("qk"),
                    "key basis init: qk (SVD of [Q; K], the ACL version) or k (keys only)", {}, {},
                    {"qk", "k"}));
-  p.push_back(decl("rank_mode", T::kChoice, std::string("ratio"),
+  p.push_back(param_decl("rank_mode", T::kChoice, std::string("ratio"),
                    "how r_k, r_v are chosen: ratio (r = round(ratio*D)), energy (threshold on "
                    "calibration eigenvalues, per head), fixed (rank_k, rank_v)",
                    {}, {}, {"ratio", "energy", "fixed"}));
   auto ratio =
-      decl("ratio", T::kFloat, 0.6,
+      param_decl("ratio", T::kFloat, 0.6,
            "ratio mode: per-token ratio (r_k + r_v)/(2D); 0.6 and 0.8 in the paper", 0.0, 1.0);
   ratio.check = [](const ParamValue& v) {
     if (std::get<double>(v) <= 0.0) throw Error("ratio must be in (0, 1]");
   };
   p.push_back(ratio);
-  p.push_back(decl("energy_threshold", T::kFloat, 0.0,
+  p.push_back(param_decl("energy_threshold", T::kFloat, 0.0,
                    "energy mode: smallest r with captured calibration energy >= theta, (0, 1]; "
                    "0 = unset",
                    0.0, 1.0));
-  p.push_back(decl("rank_k", T::kInt, int64_t{0}, "fixed mode: key rank, 1..D (0 = unset)", 0.0));
-  p.push_back(decl("rank_v", T::kInt, int64_t{0}, "fixed mode: value rank, 1..D (0 = unset)", 0.0));
-  p.push_back(decl("anchor_policy", T::kChoice, std::string("positional"),
+  p.push_back(param_decl("rank_k", T::kInt, int64_t{0}, "fixed mode: key rank, 1..D (0 = unset)", 0.0));
+  p.push_back(param_decl("rank_v", T::kInt, int64_t{0}, "fixed mode: value rank, 1..D (0 = unset)", 0.0));
+  p.push_back(param_decl("anchor_policy", T::kChoice, std::string("positional"),
                    "full-rank tokens: positional (first n_start + sliding last n_recent, v1) or "
                    "residual_topk (top k_full prompt tokens by residual x attention, ACL)",
                    {}, {}, {"positional", "residual_topk"}));
   p.push_back(
-      decl("n_start", T::kInt, int64_t{32}, "positional: first tokens kept full-rank", 0.0));
-  p.push_back(decl("n_recent", T::kInt, int64_t{32},
+      param_decl("n_start", T::kInt, int64_t{32}, "positional: first tokens kept full-rank", 0.0));
+  p.push_back(param_decl("n_recent", T::kInt, int64_t{32},
                    "positional: most recent tokens kept full-rank (the window slides; a token "
                    "leaving it is compressed with the basis current then)",
                    0.0));
-  p.push_back(decl("k_full", T::kInt, int64_t{128},
+  p.push_back(param_decl("k_full", T::kInt, int64_t{128},
                    "residual_topk: prompt tokens kept full-rank per KV head [DECIDE 128]", 0.0));
-  p.push_back(decl("residual_window", T::kInt, int64_t{32},
+  p.push_back(param_decl("residual_window", T::kInt, int64_t{32},
                    "residual_topk: last prompt queries whose mean attention weights ||k - kUU^T||",
                    1.0));
-  p.push_back(decl("online_update", T::kBool, true,
+  p.push_back(param_decl("online_update", T::kBool, true,
                    "Oja updates at prefill and decode; false freezes the calibrated bases "
                    "(StaticPCA / StaticPCA-H)"));
-  p.push_back(decl("prefill_update", T::kChoice, std::string("salient_pooled"),
+  p.push_back(param_decl("prefill_update", T::kChoice, std::string("salient_pooled"),
                    "prefill batch: none, pooled (all prompt tokens, mean-pooled), salient_pooled "
                    "(top salient_fraction by window attention, then pooled) [DECIDE]",
                    {}, {}, {"none", "pooled", "salient_pooled"}));
-  auto frac = decl("salient_fraction", T::kFloat, 0.25,
+  auto frac = param_decl("salient_fraction", T::kFloat, 0.25,
                    "salient_pooled: fraction of prompt tokens in the batch, (0, 1] [DECIDE 0.25]",
                    0.0, 1.0);
   frac.check = [](const ParamValue& v) {
     if (std::get<double>(v) <= 0.0) throw Error("salient_fraction must be in (0, 1]");
   };
   p.push_back(frac);
-  p.push_back(decl("salient_window", T::kInt, int64_t{32},
+  p.push_back(param_decl("salient_window", T::kInt, int64_t{32},
                    "salient_pooled: last prompt queries whose summed attention scores tokens",
                    1.0));
-  p.push_back(decl("pool_width", T::kInt, int64_t{4},
+  p.push_back(param_decl("pool_width", T::kInt, int64_t{4},
                    "prefill batch: consecutive (selected) tokens averaged per row [DECIDE 4]",
                    1.0));
-  p.push_back(decl("prefill_steps", T::kInt, int64_t{1}, "Oja steps per prefill mini-batch", 1.0));
-  p.push_back(decl("prefill_batch", T::kInt, int64_t{0},
+  p.push_back(param_decl("prefill_steps", T::kInt, int64_t{1}, "Oja steps per prefill mini-batch", 1.0));
+  p.push_back(param_decl("prefill_batch", T::kInt, int64_t{0},
                    "pooled rows per prefill mini-batch (0 = all rows in one batch)", 0.0));
   auto eta_pre =
-      decl("eta_pre", T::kFloat, 0.5, "prefill Oja step size (with cov_norm trace)", 0.0);
+      param_decl("eta_pre", T::kFloat, 0.5, "prefill Oja step size (with cov_norm trace)", 0.0);
   eta_pre.check = [](const ParamValue& v) {
     if (std::get<double>(v) <= 0.0) throw Error("eta_pre must be > 0");
   };
   p.push_back(eta_pre);
-  auto eta_dec = decl("eta_dec", T::kFloat, 0.05, "decode Oja step size (small)", 0.0);
+  auto eta_dec = param_decl("eta_dec", T::kFloat, 0.05, "decode Oja step size (small)", 0.0);
   eta_dec.check = [](const ParamValue& v) {
     if (std::get<double>(v) <= 0.0) throw Error("eta_dec must be > 0");
   };
   p.push_back(eta_dec);
-  p.push_back(decl("cov_norm", T::kChoice, std::string("trace"),
+  p.push_back(param_decl("cov_norm", T::kChoice, std::string("trace"),
                    "scale of C = X^T X/|X|: none, trace (C / tr C), token_l2 (unit rows)", {}, {},
                    {"none", "trace", "token_l2"}));
-  p.push_back(decl("update_period", T::kInt, int64_t{64},
+  p.push_back(param_decl("update_period", T::kInt, int64_t{64},
                    "decode: Oja update every T tokens from the buffer (T in 64/128/256)", 1.0));
-  p.push_back(decl("rope_frame", T::kChoice, std::string("post"),
+  p.push_back(param_decl("rope_frame", T::kChoice, std::string("post"),
                    "frame keys are projected in: post (post-RoPE) or pre (un-rotated before "
                    "projection, re-rotated after reconstruction; needs pre_rope bases)",
                    {}, {}, {"post", "pre"}));
-  p.push_back(decl("stale_policy", T::kChoice, std::string("keep"),
+  p.push_back(param_decl("stale_policy", T::kChoice, std::string("keep"),
                    "stored coefficients on a basis update: keep (stale) or rotate "
                    "(c <- c U_old^T U_new, O(N r^2))",
                    {}, {}, {"keep", "rotate"}));
-  p.push_back(decl("prefill_attention", T::kChoice, std::string("compressed"),
+  p.push_back(param_decl("prefill_attention", T::kChoice, std::string("compressed"),
                    "prompt attention on compressed K/V (OjaKV) or exact K/V (OjaKV-PF)", {}, {},
                    {"compressed", "exact"}));
-  p.push_back(decl("attention_path", T::kChoice, std::string("reconstruct"),
+  p.push_back(param_decl("attention_path", T::kChoice, std::string("reconstruct"),
                    "reconstruct (tiles of K/V through the dense kernel) or latent (q U_k against "
                    "coefficients, (P V~) U_v^T; rope_frame post only)",
                    {}, {}, {"reconstruct", "latent"}));
-  p.push_back(decl("tile_tokens", T::kInt, int64_t{512},
+  p.push_back(param_decl("tile_tokens", T::kInt, int64_t{512},
                    "reconstruct path: tokens rebuilt per tile (bounds the workspace)", 1.0));
-  p.push_back(decl("coeff_dtype", T::kChoice, std::string("f16"),
+  p.push_back(param_decl("coeff_dtype", T::kChoice, std::string("f16"),
                    "storage type of the coefficients", {}, {}, {"f16", "bf16", "f32"}));
   // methods.md 1.3 step 5 / 1.8 compose_with: token eviction first, then compression.
-  p.push_back(decl("compose_with", T::kChoice, std::string("none"),
+  p.push_back(param_decl("compose_with", T::kChoice, std::string("none"),
                    "token eviction before compression (evict first, then compress the "
                    "survivors; savings multiply): none, snapkv (observation-window votes, at end "
                    "of prefill), streaming_llm (evict_sinks first + most recent prompt tokens, "
@@ -193,21 +180,21 @@ std::vector<ParamDecl> ojakv_params() {
     d.help = "compose_with: " + d.help;
     p.push_back(d);
   }
-  p.push_back(decl("evict_window", T::kInt, int64_t{32},
+  p.push_back(param_decl("evict_window", T::kInt, int64_t{32},
                    "compose_with snapkv: observation window (last prompt queries that vote; "
                    "always kept), as snapkv.window",
                    1.0));
   auto kernel =
-      decl("evict_kernel", T::kInt, int64_t{7},
+      param_decl("evict_kernel", T::kInt, int64_t{7},
            "compose_with snapkv: 1-D pooling kernel over votes (odd), as snapkv.kernel", 1.0);
   kernel.check = [](const ParamValue& v) {
     if (std::get<int64_t>(v) % 2 == 0) throw Error("evict_kernel must be odd");
   };
   p.push_back(kernel);
-  p.push_back(decl("evict_pooling", T::kChoice, std::string("max"),
+  p.push_back(param_decl("evict_pooling", T::kChoice, std::string("max"),
                    "compose_with snapkv: vote pooling, max or avg, as snapkv.pooling", {}, {},
                    {"max", "avg"}));
-  p.push_back(decl("evict_sinks", T::kInt, int64_t{4},
+  p.push_back(param_decl("evict_sinks", T::kInt, int64_t{4},
                    "compose_with streaming_llm: first prompt tokens always kept (attention "
                    "sinks); the rest of the budget is the most recent prompt tokens",
                    0.0));

@@ -797,19 +797,6 @@ void SentenceKvCache::trace(TraceSink& sink) const {
 
 namespace {
 
-ParamDecl decl(const std::string& name, ParamDecl::Type type, ParamValue def, std::string help,
-               std::optional<double> min = std::nullopt, std::optional<double> max = std::nullopt,
-               std::vector<std::string> choices = {}) {
-  ParamDecl d;
-  d.name = name;
-  d.type = type;
-  d.default_value = std::move(def);
-  d.help = std::move(help);
-  d.min = min;
-  d.max = max;
-  d.choices = std::move(choices);
-  return d;
-}
 
 bool tri(const std::string& v, bool auto_value) { return v == "auto" ? auto_value : v == "on"; }
 
@@ -850,37 +837,37 @@ SentenceKvOptions options_from(const ParamValues& v) {
 kv::KvMethod make_method() {
   using T = ParamDecl::Type;
   std::vector<ParamDecl> p;
-  p.push_back(decl("mode", T::kChoice, std::string("official_code"),
+  p.push_back(param_decl("mode", T::kChoice, std::string("official_code"),
                    "official_code: everything resident, retrieval selects resident slots, full "
                    "attention around boundaries (methods.md 2.3, 'mask'); paper: host tier for "
                    "sentence tokens, per-step host->device transfer (2.2, 'offload')",
                    std::nullopt, std::nullopt, {"official_code", "paper"}));
-  p.push_back(decl("token_budget", T::kInt, int64_t{1024},
+  p.push_back(param_decl("token_budget", T::kInt, int64_t{1024},
                    "tau: decode budget per head, local window included", 1.0));
-  p.push_back(decl("semantic_factor", T::kFloat, 3.0,
+  p.push_back(param_decl("semantic_factor", T::kFloat, 3.0,
                    "r: prefill keeps floor(r * tau) tokens per head (LongBench 3, RULER 2)", 0.0));
-  p.push_back(decl("window_size", T::kInt, int64_t{32},
+  p.push_back(param_decl("window_size", T::kInt, int64_t{32},
                    "observation window: last prompt queries that score the prompt", 1.0));
-  ParamDecl kernel = decl("kernel_size", T::kInt, int64_t{7},
+  ParamDecl kernel = param_decl("kernel_size", T::kInt, int64_t{7},
                           "1-D pooling kernel over token scores (odd; stride 1, padding k/2)", 1.0);
   kernel.check = [](const ParamValue& v) {
     if (std::get<int64_t>(v) % 2 == 0) throw Error("kernel_size must be odd");
   };
   p.push_back(kernel);
-  p.push_back(decl("pooling", T::kChoice, std::string("max"), "score smoothing (code: max)",
+  p.push_back(param_decl("pooling", T::kChoice, std::string("max"), "score smoothing (code: max)",
                    std::nullopt, std::nullopt, {"max", "avg", "none"}));
-  p.push_back(decl("importance_scope", T::kChoice, std::string("per_head"),
+  p.push_back(param_decl("importance_scope", T::kChoice, std::string("per_head"),
                    "per_head: each head keeps its own top tokens (code); global: scores summed "
                    "over heads, one kept set (paper text)",
                    std::nullopt, std::nullopt, {"per_head", "global"}));
-  p.push_back(decl("start_budget", T::kInt, int64_t{32}, "local window: first cache slots", 0.0));
-  p.push_back(decl("recent_budget", T::kInt, int64_t{32},
+  p.push_back(param_decl("start_budget", T::kInt, int64_t{32}, "local window: first cache slots", 0.0));
+  p.push_back(param_decl("recent_budget", T::kInt, int64_t{32},
                    "local window: last cache slots (current token included)", 0.0));
-  p.push_back(decl("length_threshold", T::kInt, int64_t{1},
+  p.push_back(param_decl("length_threshold", T::kInt, int64_t{1},
                    "full-attention step when the current sentence holds <= this many queries "
                    "(with boundary_full_attention) [INFERRED from the code]",
                    0.0));
-  ParamDecl punct = decl("punctuation", T::kString, std::string("official"),
+  ParamDecl punct = param_decl("punctuation", T::kString, std::string("official"),
                          "boundary token strings, resolved by exact vocabulary lookup (misses "
                          "dropped): 'official' (the 13 strings of the run scripts) or a JSON "
                          "array, e.g. [\".\", \"?\"]");
@@ -888,21 +875,21 @@ kv::KvMethod make_method() {
     parse_punctuation(std::get<std::string>(v), "punctuation");
   };
   p.push_back(punct);
-  p.push_back(decl("max_tokens_per_sentence", T::kInt, int64_t{0},
+  p.push_back(param_decl("max_tokens_per_sentence", T::kInt, int64_t{0},
                    "slot-list cap per prompt sentence; 0 = auto: max(100, 2*r*tau/n_sent + 50)",
                    0.0));
-  p.push_back(decl("boundary_full_attention", T::kChoice, std::string("auto"),
+  p.push_back(param_decl("boundary_full_attention", T::kChoice, std::string("auto"),
                    "full attention on <= length_threshold steps; auto: on for official_code, off "
                    "for paper",
                    std::nullopt, std::nullopt, {"auto", "on", "off"}));
-  p.push_back(decl("compat_slot32", T::kChoice, std::string("auto"),
+  p.push_back(param_decl("compat_slot32", T::kChoice, std::string("auto"),
                    "reproduce the code's strict 'start_budget < slot' bucket filter; auto: on for "
                    "official_code, off for paper",
                    std::nullopt, std::nullopt, {"auto", "on", "off"}));
-  p.push_back(decl("host_pool_dtype", T::kChoice, std::string("f16"),
+  p.push_back(param_decl("host_pool_dtype", T::kChoice, std::string("f16"),
                    "paper mode: storage of the host tier (the code's fp16)", std::nullopt,
                    std::nullopt, {"f16", "bf16", "f32"}));
-  p.push_back(decl("recall_every", T::kInt, int64_t{0},
+  p.push_back(param_decl("recall_every", T::kInt, int64_t{0},
                    "diagnostic: every N decode steps, recall of the true top-attention tokens "
                    "(keeps a shadow copy of every key); 0 = off",
                    0.0));
