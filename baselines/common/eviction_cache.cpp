@@ -31,21 +31,14 @@ EvictionBudget EvictionBudget::from_params(const ParamValues& p, const std::stri
 }
 
 std::vector<ParamDecl> eviction_budget_params(const std::string& prefix) {
-  ParamDecl budget;
-  budget.name = prefix + "budget";
-  budget.type = ParamDecl::Type::kInt;
-  budget.default_value = int64_t{0};
-  budget.min = 0;
-  budget.help = "tokens kept per KV head (> 0); 0 = unset (use " + prefix +
-                "ratio). Exactly one of " + prefix + "budget/" + prefix + "ratio.";
-  ParamDecl ratio;
-  ratio.name = prefix + "ratio";
-  ratio.type = ParamDecl::Type::kFloat;
-  ratio.default_value = 0.0;
-  ratio.min = 0.0;
-  ratio.max = 1.0;
-  ratio.help = "fraction of the prompt kept (resolved at end of prefill, then fixed); 0 = unset.";
-  return {budget, ratio};
+  return {param_decl(prefix + "budget", ParamDecl::Type::kInt, int64_t{0},
+                     "tokens kept per KV head (> 0); 0 = unset (use " + prefix +
+                         "ratio). Exactly one of " + prefix + "budget/" + prefix + "ratio.",
+                     0.0),
+          param_decl(prefix + "ratio", ParamDecl::Type::kFloat, 0.0,
+                     "fraction of the prompt kept (resolved at end of prefill, then fixed); 0 = "
+                     "unset.",
+                     0.0, 1.0)};
 }
 
 EvictionCache::EvictionCache(const kv::LayerInfo& info) : info_(info) {}

@@ -72,15 +72,11 @@ class H2o : public EvictionCache {
 
 kv::KvMethod make_method() {
   std::vector<ParamDecl> params = eviction_budget_params();
-  ParamDecl recent;
-  recent.name = "recent_fraction";
-  recent.type = ParamDecl::Type::kFloat;
-  recent.default_value = 0.5;
-  recent.min = 0.0;
-  recent.max = 1.0;
-  recent.help = "share of the budget kept as the most recent tokens (H2O paper: half); the rest "
-                "are heavy hitters";
-  params.push_back(recent);
+  params.push_back(param_decl(
+      "recent_fraction", ParamDecl::Type::kFloat, 0.5,
+      "share of the budget kept as the most recent tokens (H2O paper: half); the rest are heavy "
+      "hitters",
+      0.0, 1.0));
   return kv::KvMethod{
       "h2o",
       "H2O (Zhang et al. 2023): keeps the most recent floor(budget * recent_fraction) tokens plus "

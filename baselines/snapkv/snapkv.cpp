@@ -59,30 +59,20 @@ class SnapKv : public EvictionCache {
 
 kv::KvMethod make_method() {
   std::vector<ParamDecl> params = eviction_budget_params();
-  ParamDecl window;
-  window.name = "window";
-  window.type = ParamDecl::Type::kInt;
-  window.default_value = int64_t{32};
-  window.min = 1;
-  window.help = "observation window: the last prompt queries that score the prefix (always kept)";
-  params.push_back(window);
-  ParamDecl kernel;
-  kernel.name = "kernel";
-  kernel.type = ParamDecl::Type::kInt;
-  kernel.default_value = int64_t{7};
-  kernel.min = 1;
-  kernel.help = "1-D pooling kernel over token scores (odd; stride 1, padding kernel/2)";
+  params.push_back(param_decl(
+      "window", ParamDecl::Type::kInt, int64_t{32},
+      "observation window: the last prompt queries that score the prefix (always kept)", 1.0));
+  ParamDecl kernel =
+      param_decl("kernel", ParamDecl::Type::kInt, int64_t{7},
+                 "1-D pooling kernel over token scores (odd; stride 1, padding kernel/2)", 1.0);
   kernel.check = [](const ParamValue& v) {
     if (std::get<int64_t>(v) % 2 == 0) throw Error("kernel must be odd");
   };
   params.push_back(kernel);
-  ParamDecl pooling;
-  pooling.name = "pooling";
-  pooling.type = ParamDecl::Type::kChoice;
-  pooling.default_value = std::string("max");
-  pooling.choices = {"max", "avg"};
-  pooling.help = "pooling type (max as in PyramidKV/SentenceKV configs; avg as in kvpress)";
-  params.push_back(pooling);
+  params.push_back(param_decl(
+      "pooling", ParamDecl::Type::kChoice, std::string("max"),
+      "pooling type (max as in PyramidKV/SentenceKV configs; avg as in kvpress)", std::nullopt,
+      std::nullopt, {"max", "avg"}));
   return kv::KvMethod{
       "snapkv",
       "SnapKV (Li et al. 2024): at end of prefill the last `window` prompt queries score the "

@@ -114,31 +114,19 @@ class StreamingLlm : public EvictionCache {
 };
 
 kv::KvMethod make_method() {
-  std::vector<ParamDecl> params;
-  ParamDecl n_sink;
-  n_sink.name = "n_sink";
-  n_sink.type = ParamDecl::Type::kInt;
-  n_sink.default_value = int64_t{4};
-  n_sink.min = 0;
-  n_sink.help = "attention-sink tokens kept at the start";
-  params.push_back(n_sink);
-  ParamDecl window;
-  window.name = "window";
-  window.type = ParamDecl::Type::kInt;
-  window.default_value = int64_t{0};
-  window.min = 0;
-  window.help = "most recent tokens kept (> 0); 0 = derive from budget/ratio as budget - n_sink. "
-                "Exactly one of window/budget/ratio.";
-  params.push_back(window);
+  std::vector<ParamDecl> params = {
+      param_decl("n_sink", ParamDecl::Type::kInt, int64_t{4},
+                 "attention-sink tokens kept at the start", 0.0),
+      param_decl("window", ParamDecl::Type::kInt, int64_t{0},
+                 "most recent tokens kept (> 0); 0 = derive from budget/ratio as budget - n_sink. "
+                 "Exactly one of window/budget/ratio.",
+                 0.0)};
   for (auto& d : eviction_budget_params()) params.push_back(d);
-  ParamDecl mode;
-  mode.name = "position_mode";
-  mode.type = ParamDecl::Type::kChoice;
-  mode.default_value = std::string("original");
-  mode.choices = {"original", "cache"};
-  mode.help = "original: keys keep their RoPE positions; cache: positions within the cache, kept "
-              "keys re-rotated when they shift (as in the paper)";
-  params.push_back(mode);
+  params.push_back(param_decl(
+      "position_mode", ParamDecl::Type::kChoice, std::string("original"),
+      "original: keys keep their RoPE positions; cache: positions within the cache, kept keys "
+      "re-rotated when they shift (as in the paper)",
+      std::nullopt, std::nullopt, {"original", "cache"}));
   // The budget from window / budget / ratio (exactly one), checked.
   static const auto budget_of = [](const ParamValues& p) {
     const int64_t window = p.get_int("window");
